@@ -1,0 +1,10 @@
+# Prints the SpiralTorch banner and version when the core library target is configured.
+function(st_print_banner target)
+  message(STATUS "")
+  message(STATUS "   ___      _          _ _____              _")
+  message(STATUS "  / __|_ __(_)_ _ __ _| |_   _|__ _ _ __| |_")
+  message(STATUS "  \\__ \\ '_ \\ | '_/ _` | | | |/ _ \\ '_/ _| ' \\")
+  message(STATUS "  |___/ .__/_|_| \\__,_|_| |_|\\___/_| \\__|_||_|")
+  message(STATUS "      |_|   ${target} ${PROJECT_VERSION}")
+  message(STATUS "")
+endfunction()

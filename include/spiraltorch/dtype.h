@@ -1,0 +1,94 @@
+#pragma once
+// Element types. f16 and bf16 are stored as 16 bits and computed in f32.
+
+#include <cstdint>
+#include <cstring>
+#include <ostream>
+#include <string_view>
+
+namespace st {
+
+enum class DType : uint8_t { Float32, Float64, Float16, BFloat16, Int32, Int64, Bool };
+
+inline constexpr DType kDefaultFloat = DType::Float32;
+
+size_t dtype_size(DType dtype);
+std::string_view dtype_name(DType dtype);  // "float32", as PyTorch spells it
+bool is_floating(DType dtype);
+bool is_integral(DType dtype);  // bool counts as integral
+// The dtype both operands are computed in, following PyTorch's promotion lattice:
+// bool < int32 < int64 < {float16, bfloat16} < float32 < float64; float16 with bfloat16 gives float32.
+DType promote_types(DType a, DType b);
+std::ostream& operator<<(std::ostream& out, DType dtype);
+
+// IEEE binary16.
+struct Half {
+  uint16_t bits = 0;
+  Half() = default;
+  Half(float value);  // NOLINT: implicit, like the built-in float conversions
+  operator float() const;
+};
+
+// bfloat16: the upper half of an f32, rounded to nearest even.
+struct BFloat16 {
+  uint16_t bits = 0;
+  BFloat16() = default;
+  BFloat16(float value) {  // NOLINT
+    uint32_t u;
+    std::memcpy(&u, &value, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) {  // NaN: keep it quiet rather than round into Inf
+      bits = static_cast<uint16_t>((u >> 16) | 0x40);
+      return;
+    }
+    u += 0x7fffu + ((u >> 16) & 1u);
+    bits = static_cast<uint16_t>(u >> 16);
+  }
+  operator float() const {
+    uint32_t u = static_cast<uint32_t>(bits) << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+  }
+};
+
+// The C++ type stored for each dtype, and back.
+template <DType D> struct CType;
+template <> struct CType<DType::Float32> { using type = float; };
+template <> struct CType<DType::Float64> { using type = double; };
+template <> struct CType<DType::Float16> { using type = Half; };
+template <> struct CType<DType::BFloat16> { using type = BFloat16; };
+template <> struct CType<DType::Int32> { using type = int32_t; };
+template <> struct CType<DType::Int64> { using type = int64_t; };
+template <> struct CType<DType::Bool> { using type = bool; };
+
+template <typename T> constexpr DType dtype_of();
+template <> constexpr DType dtype_of<float>() { return DType::Float32; }
+template <> constexpr DType dtype_of<double>() { return DType::Float64; }
+template <> constexpr DType dtype_of<Half>() { return DType::Float16; }
+template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
+template <> constexpr DType dtype_of<int32_t>() { return DType::Int32; }
+template <> constexpr DType dtype_of<int64_t>() { return DType::Int64; }
+template <> constexpr DType dtype_of<bool>() { return DType::Bool; }
+
+// Calls fn(T{}) with T the C++ type of `dtype`: the one switch over dtypes that kernels use.
+template <typename Fn>
+decltype(auto) dispatch_dtype(DType dtype, Fn&& fn) {
+  switch (dtype) {
+    case DType::Float32: return fn(float{});
+    case DType::Float64: return fn(double{});
+    case DType::Float16: return fn(Half{});
+    case DType::BFloat16: return fn(BFloat16{});
+    case DType::Int32: return fn(int32_t{});
+    case DType::Int64: return fn(int64_t{});
+    case DType::Bool: return fn(bool{});
+  }
+  __builtin_unreachable();
+}
+
+// The type arithmetic on T is done in: f32 for the 16-bit floats, T otherwise.
+template <typename T> struct ComputeType { using type = T; };
+template <> struct ComputeType<Half> { using type = float; };
+template <> struct ComputeType<BFloat16> { using type = float; };
+template <typename T> using compute_t = typename ComputeType<T>::type;
+
+}  // namespace st

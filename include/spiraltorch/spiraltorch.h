@@ -1,0 +1,11 @@
+#pragma once
+// The whole C++ API.
+
+#include "spiraltorch/autograd.h"
+#include "spiraltorch/device.h"
+#include "spiraltorch/dtype.h"
+#include "spiraltorch/error.h"
+#include "spiraltorch/ops.h"
+#include "spiraltorch/scalar.h"
+#include "spiraltorch/tensor.h"
+#include "spiraltorch/version.h"

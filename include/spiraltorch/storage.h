@@ -1,0 +1,42 @@
+#pragma once
+// A block of device memory shared by a tensor and its views. It carries the version counter that
+// autograd uses to detect in-place changes to tensors saved for backward.
+
+#include <atomic>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+#include "spiraltorch/device.h"
+
+namespace st {
+
+class Storage {
+ public:
+  using Deleter = std::function<void(void*)>;
+
+  // Takes ownership of `data` (nbytes on `device`); `deleter` releases it.
+  Storage(void* data, size_t nbytes, Device device, Deleter deleter)
+      : data_(data), nbytes_(nbytes), device_(device), deleter_(std::move(deleter)) {}
+  ~Storage() {
+    if (deleter_) deleter_(data_);
+  }
+  Storage(const Storage&) = delete;
+  Storage& operator=(const Storage&) = delete;
+
+  void* data() const { return data_; }
+  size_t nbytes() const { return nbytes_; }
+  Device device() const { return device_; }
+
+  uint64_t version() const { return version_.load(std::memory_order_relaxed); }
+  void bump_version() { version_.fetch_add(1, std::memory_order_relaxed); }
+
+ private:
+  void* data_;
+  size_t nbytes_;
+  Device device_;
+  Deleter deleter_;
+  std::atomic<uint64_t> version_{0};
+};
+
+}  // namespace st

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# Installs what building, testing and benchmarking SpiralTorch need on Debian 12 (bookworm).
+# Idempotent; uses sudo only when not run as root.
+set -euo pipefail
+
+sudo=()
+if [ "$(id -u)" -ne 0 ]; then sudo=(sudo); fi
+
+export DEBIAN_FRONTEND=noninteractive
+"${sudo[@]}" apt-get update
+"${sudo[@]}" apt-get install -y --no-install-recommends \
+  cmake ninja-build g++ make pkg-config \
+  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev

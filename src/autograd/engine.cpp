@@ -1,0 +1,246 @@
+// Graph recording and the backward pass: dependency counting from the roots, then nodes run in
+// topological order on the calling thread, gradients summed per input slot.
+
+#include <unordered_map>
+
+#include "autograd/node.h"
+#include "spiraltorch/autograd.h"
+#include "spiraltorch/ops.h"
+
+namespace st {
+
+namespace {
+thread_local bool grad_enabled = true;
+}
+
+bool is_grad_enabled() { return grad_enabled; }
+void set_grad_enabled(bool enabled) { grad_enabled = enabled; }
+NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
+NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
+
+namespace autograd {
+
+namespace {
+TensorMeta meta_of(const Tensor& t) { return {t.shape(), t.dtype(), t.device()}; }
+
+// Sums a broadcast gradient back to the input's shape and casts it to the input's dtype.
+Tensor conform(Tensor grad, const TensorMeta& meta, const std::string& node) {
+  if (!grad.defined()) return grad;
+  if (grad.shape() != meta.shape) grad = sum_to(grad, meta.shape);
+  if (grad.dtype() != meta.dtype) grad = grad.to(meta.dtype);
+  ST_CHECK(grad.device() == meta.device, DeviceError, "[backward] ", node, " produced a gradient on ",
+           grad.device(), " for an input on ", meta.device);
+  return grad;
+}
+}  // namespace
+
+FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMeta> inputs,
+                           std::vector<Tensor> saved)
+    : Node(std::move(name)), fn_(std::move(fn)), inputs_(std::move(inputs)) {
+  for (const Tensor& t : saved)
+    if (t.defined()) saved_versions_.emplace_back(t.storage(), t.storage()->version());
+}
+
+void FunctionNode::check_saved_versions() const {
+  for (const auto& [storage, version] : saved_versions_)
+    ST_CHECK(storage->version() == version, Error, "[backward] a tensor saved by ", name(),
+             " was modified in place after it was saved (version ", storage->version(), ", saved at ",
+             version, "); clone it before changing it, or change a copy");
+}
+
+Grads FunctionNode::apply(const Grads& grad_outputs) {
+  ST_CHECK(!released_, Error, "[backward] trying to backward through ", name(),
+           " a second time, after its saved tensors were freed; pass retain_graph=true to the first "
+           "backward");
+  check_saved_versions();
+  std::vector<bool> needs(next_edges.size());
+  for (size_t i = 0; i < needs.size(); ++i) needs[i] = next_edges[i].node != nullptr;
+  Grads grads = fn_(grad_outputs, needs);
+  ST_ASSERT(grads.size() == inputs_.size());
+  for (size_t i = 0; i < grads.size(); ++i) grads[i] = needs[i] ? conform(grads[i], inputs_[i], name()) : Tensor();
+  return grads;
+}
+
+void FunctionNode::release() {
+  fn_ = nullptr;  // drops the captured tensors
+  saved_versions_.clear();
+  released_ = true;
+}
+
+Grads AccumulateGrad::apply(const Grads& grad_outputs) {
+  const Tensor& incoming = grad_outputs[0];
+  Tensor leaf(leaf_);
+  AutogradMeta& meta = leaf.autograd_meta();
+  if (!meta.grad) {
+    // Keep the gradient itself when nothing else can see it; a view or shared tensor is copied so
+    // that later in-place accumulation cannot write through it.
+    const bool exclusive = incoming.impl_ptr().use_count() == 1 && incoming.storage().use_count() == 1 &&
+                           incoming.is_contiguous() && incoming.offset() == 0;
+    meta.grad = exclusive ? incoming.detach().impl_ptr() : incoming.clone().impl_ptr();
+  } else {
+    Tensor(meta.grad).add_(incoming);
+  }
+  return {};
+}
+
+bool needs_grad(std::initializer_list<Tensor> inputs) {
+  if (!grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+bool needs_grad(const std::vector<Tensor>& inputs) {
+  if (!grad_enabled) return false;
+  for (const Tensor& t : inputs)
+    if (t.defined() && t.requires_grad()) return true;
+  return false;
+}
+
+Edge gradient_edge(const Tensor& t) {
+  if (!t.defined() || !t.requires_grad()) return {};
+  AutogradMeta& meta = t.autograd_meta();
+  if (meta.grad_fn) return {meta.grad_fn, meta.output_nr};
+  std::shared_ptr<Node> accumulator = meta.grad_accumulator.lock();
+  if (!accumulator) {
+    accumulator = std::make_shared<AccumulateGrad>(t.impl_ptr());
+    meta.grad_accumulator = accumulator;
+  }
+  return {accumulator, 0};
+}
+
+void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
+            BackwardFn fn, const std::vector<Tensor>& saved) {
+  std::vector<TensorMeta> input_meta;
+  input_meta.reserve(inputs.size());
+  for (const Tensor& t : inputs) input_meta.push_back(t.defined() ? meta_of(t) : TensorMeta{});
+  auto node = std::make_shared<FunctionNode>(std::move(name), std::move(fn), std::move(input_meta), saved);
+  node->next_edges.reserve(inputs.size());
+  for (const Tensor& t : inputs) node->next_edges.push_back(gradient_edge(t));
+  for (size_t i = 0; i < outputs.size(); ++i) {
+    node->outputs.push_back(meta_of(outputs[i]));
+    AutogradMeta& meta = outputs[i].autograd_meta();
+    meta.grad_fn = node;
+    meta.output_nr = static_cast<uint32_t>(i);
+  }
+}
+
+namespace {
+
+// Runs the graph behind `roots`; each root's gradient enters its grad_fn (or leaf accumulator).
+void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
+                  bool retain_graph) {
+  NoGradGuard no_grad;  // gradients are plain tensors: no graph of the backward pass
+
+  // Incoming-edge counts of every node reachable from the roots.
+  std::unordered_map<Node*, int> dependencies;
+  std::vector<Node*> stack;
+  std::vector<Edge> root_edges;
+  for (const Tensor& root : roots) {
+    Edge edge = gradient_edge(root);
+    root_edges.push_back(edge);
+    if (edge.node && dependencies.emplace(edge.node.get(), 0).second) stack.push_back(edge.node.get());
+  }
+  while (!stack.empty()) {
+    Node* node = stack.back();
+    stack.pop_back();
+    for (const Edge& next : node->next_edges) {
+      if (!next.node) continue;
+      auto [it, inserted] = dependencies.emplace(next.node.get(), 0);
+      ++it->second;
+      if (inserted) stack.push_back(next.node.get());
+    }
+  }
+
+  // Gradients waiting for each node, one slot per output.
+  std::unordered_map<Node*, Grads> pending;
+  auto deliver = [&pending](Node* node, uint32_t slot, Tensor grad) {
+    Grads& buffer = pending[node];
+    if (buffer.empty()) buffer.resize(std::max<size_t>(node->outputs.size(), 1));
+    buffer[slot] = buffer[slot].defined() ? add(buffer[slot], grad) : std::move(grad);
+  };
+
+  std::vector<std::shared_ptr<Node>> ready;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Edge& edge = root_edges[i];
+    if (!edge.node) continue;
+    deliver(edge.node.get(), edge.input_nr, root_grads[i]);
+    if (dependencies[edge.node.get()] == 0) {
+      bool queued = false;
+      for (auto& r : ready) queued = queued || r == edge.node;
+      if (!queued) ready.push_back(edge.node);
+    }
+  }
+
+  while (!ready.empty()) {
+    std::shared_ptr<Node> node = std::move(ready.back());
+    ready.pop_back();
+    Grads grads = std::move(pending[node.get()]);
+    pending.erase(node.get());
+    for (size_t i = 0; i < node->outputs.size(); ++i) {
+      if (grads[i].defined()) continue;
+      const TensorMeta& meta = node->outputs[i];
+      grads[i] = zeros(meta.shape, {meta.dtype, meta.device});
+    }
+    for (auto& [slot, weak] : node->retained) {
+      if (auto impl = weak.lock()) {
+        Tensor t(impl);
+        t.set_grad(t.grad().defined() ? add(t.grad(), grads[slot]) : grads[slot].clone());
+      }
+    }
+
+    Grads input_grads = node->apply(grads);
+    if (!retain_graph) node->release();
+
+    for (size_t i = 0; i < node->next_edges.size(); ++i) {
+      const Edge& next = node->next_edges[i];
+      if (!next.node) continue;
+      if (input_grads[i].defined()) deliver(next.node.get(), next.input_nr, std::move(input_grads[i]));
+      if (--dependencies[next.node.get()] == 0) ready.push_back(next.node);
+    }
+  }
+}
+
+}  // namespace
+}  // namespace autograd
+
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradients, bool retain_graph) {
+  ST_CHECK(gradients.empty() || gradients.size() == roots.size(), ValueError, "[backward] got ",
+           gradients.size(), " gradients for ", roots.size(), " roots");
+  std::vector<Tensor> grads;
+  for (size_t i = 0; i < roots.size(); ++i) {
+    const Tensor& root = roots[i];
+    ST_CHECK(root.requires_grad(), Error,
+             "[backward] the tensor does not require grad and has no grad_fn; set requires_grad on "
+             "a leaf it was computed from");
+    Tensor grad = gradients.empty() ? Tensor() : gradients[i];
+    if (!grad.defined()) {
+      ST_CHECK(root.numel() == 1, Error, "[backward] a gradient can be implied only for a tensor of one "
+               "element; got shape ", root.shape(), ", so pass a gradient of that shape");
+      grad = ones_like(root);
+    } else {
+      ST_CHECK(grad.shape() == root.shape(), ShapeError, "[backward] gradient of shape ", grad.shape(),
+               " for a tensor of shape ", root.shape());
+      ST_CHECK(grad.device() == root.device(), DeviceError, "[backward] gradient on ", grad.device(),
+               " for a tensor on ", root.device());
+      grad = grad.detach();
+      if (grad.dtype() != root.dtype()) grad = grad.to(root.dtype());
+    }
+    grads.push_back(std::move(grad));
+  }
+  autograd::run_backward(roots, grads, retain_graph);
+}
+
+void Tensor::retain_grad() const {
+  ST_CHECK(requires_grad(), Error, "[retain_grad] the tensor does not require grad");
+  AutogradMeta& meta = autograd_meta();
+  if (is_leaf() || meta.retains_grad) return;  // leaves keep their .grad anyway
+  meta.retains_grad = true;
+  meta.grad_fn->retained.emplace_back(meta.output_nr, impl_ptr());
+}
+
+void Tensor::backward(const Tensor& gradient, bool retain_graph) const {
+  st::backward({*this}, {gradient}, retain_graph);
+}
+
+}  // namespace st

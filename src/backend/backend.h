@@ -1,0 +1,125 @@
+#pragma once
+// The interface every backend implements: memory, copies and kernels. Kernels trust their inputs: the
+// ops front-end has already checked shapes, dtypes and devices, allocated the outputs and broadcast the
+// operands. A kernel a backend lacks throws NotImplementedError naming op and backend.
+//
+// Conventions for every kernel below:
+// - all tensors are on this backend's device; outputs are freshly allocated and contiguous unless
+//   said otherwise; inputs may have any strides (0 for broadcast dims) and any storage offset;
+// - elementwise operands have the output's shape and, unless said otherwise, its dtype;
+// - f16 and bf16 are computed in f32.
+
+#include <cstdint>
+#include <string_view>
+#include <vector>
+
+#include "spiraltorch/tensor.h"
+
+namespace st::backend {
+
+enum class UnaryOp : uint8_t {
+  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Tanh, Sigmoid, Relu, GeluErf, GeluTanh,
+  Clamp,     // min(max(x, alpha), beta); the front-end passes +-inf for an absent bound
+  PowScalar, // x ** alpha
+  Affine,    // x * alpha + beta
+};
+
+enum class BinaryOp : uint8_t {
+  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
+  Eq, Ne, Lt, Le, Gt, Ge,  // output dtype bool; operands share one dtype
+  // Fused derivatives, a = incoming gradient, b = the forward input x (or output y where named):
+  TanhBackward,     // a * (1 - y^2), b = y
+  SigmoidBackward,  // a * y * (1 - y), b = y
+  ReluBackward,     // a * (x > 0)
+  GeluErfBackward,  // a * d/dx gelu_erf(x)
+  GeluTanhBackward, // a * d/dx gelu_tanh(x)
+};
+
+enum class ReduceOp : uint8_t { Sum, Mean, Max, Min };
+enum class ArgReduceOp : uint8_t { Max, Min };
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual DeviceType device_type() const = 0;
+  virtual std::string_view name() const = 0;  // "cpu", "cuda", "vulkan"
+  virtual int device_count() const { return 1; }
+
+  // Memory. allocate(0) may return null. Out of memory throws OutOfMemoryError.
+  virtual void* allocate(size_t nbytes, int device_index) = 0;
+  virtual void deallocate(void* ptr, size_t nbytes, int device_index) = 0;
+  // Host <-> device transfers of contiguous bytes; `dst`/`src` tensors are contiguous.
+  virtual void copy_from_host(const Tensor& dst, const void* src) = 0;
+  virtual void copy_to_host(void* dst, const Tensor& src) = 0;
+  virtual void synchronize(int /*device_index*/) {}
+
+  // dst = src converted to dst's dtype; same shape, any strides on both (dst may be a view).
+  virtual void copy(const Tensor& dst, const Tensor& src);
+  // Every element of dst (any strides) set to value.
+  virtual void fill(const Tensor& dst, const Scalar& value);
+  // dst[i] = start + i * step, dst contiguous 1-D.
+  virtual void arange(const Tensor& dst, double start, double step);
+  // Philox4x32-10 streams: element i of dst (contiguous) uses counter (offset + i / 4, lane i % 4)
+  // under key `seed`, so every backend draws the same numbers for the same seed and offset.
+  virtual void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset);
+  virtual void normal(const Tensor& dst, double mean, double stddev, uint64_t seed, uint64_t offset);
+
+  // out = op(in), same dtype; alpha and beta are op parameters (see UnaryOp).
+  virtual void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta);
+  // out = op(a, b); comparisons write bool.
+  virtual void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+  // out = cond ? a : b; cond is bool.
+  virtual void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
+
+  // out has in's shape with size 1 in each of `dims` (sorted, unique, non-empty); its dtype may
+  // differ from in's (sums of integers accumulate in int64). Float sums accumulate in f32 or wider.
+  virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& in, const std::vector<int64_t>& dims);
+  // values and indices (int64) have in's shape with size 1 at `dim`; the first extreme index wins.
+  virtual void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
+                          int64_t dim);
+
+  // out[b] = alpha * a[b] @ b[b] + beta * out[b] for 3-D a [B, M, K], b [B, K, N], out [B, M, N]
+  // (out contiguous, may hold data when beta != 0). Each matrix of a and b has unit stride in one of
+  // its two dims (row- or column-major); batch strides are arbitrary, including 0.
+  virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta);
+
+  // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors.
+  virtual void softmax(const Tensor& out, const Tensor& in, bool log);
+  // grad_in = y * (grad_out - sum(grad_out * y)), or for log: grad_out - exp(y) * sum(grad_out).
+  virtual void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
+                                bool log);
+  // x, out [rows, cols] contiguous; weight/bias [cols] or undefined; mean/rstd [rows] f32.
+  virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                          const Tensor& weight, const Tensor& bias, double eps);
+  // grad_weight/grad_bias undefined when weight/bias were; otherwise written (not accumulated).
+  virtual void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
+                                   const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
+                                   const Tensor& mean, const Tensor& rstd, const Tensor& weight);
+  // out [N, D] = weight[indices[n]]; indices int32/int64 [N] contiguous, weight [V, D] contiguous.
+  // An index outside [0, V) throws IndexError.
+  virtual void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
+  // grad_weight [V, D] (zeroed by the caller) += scatter of grad_out [N, D] rows by indices.
+  virtual void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
+                                  const Tensor& indices);
+  // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where
+  // target == ignore_index); lse [N] f32 saved for backward. A target outside [0, C) that is not
+  // ignore_index throws IndexError.
+  virtual void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                             const Tensor& target, int64_t ignore_index);
+  // grad_logits [N, C] = (softmax(row) - onehot(target)) * grad_loss[n]; 0 rows where ignored.
+  virtual void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
+                                      const Tensor& logits, const Tensor& lse, const Tensor& target,
+                                      int64_t ignore_index);
+
+ protected:
+  [[noreturn]] void not_implemented(std::string_view op) const;
+};
+
+// The backend serving a device type; throws DeviceError when this build or machine lacks it.
+Backend& backend_for(DeviceType type);
+inline Backend& backend_for(const Device& device) { return backend_for(device.type); }
+bool backend_available(DeviceType type);
+// Called by each backend's registration; see registry.cpp.
+void register_backend(Backend* backend);
+
+}  // namespace st::backend

@@ -1,0 +1,53 @@
+#pragma once
+// The CPU backend: OpenBLAS for GEMM, OpenMP-parallel loops elsewhere. Private to src/backend/cpu/.
+// Kernels are grouped by family: elementwise.cpp, random.cpp, reduce.cpp, matmul.cpp, softmax.cpp,
+// norm.cpp, embedding.cpp, loss.cpp; memory and copies in cpu_backend.cpp.
+
+#include "backend/backend.h"
+
+namespace st::backend::cpu {
+
+class CpuBackend final : public Backend {
+ public:
+  DeviceType device_type() const override { return DeviceType::CPU; }
+  std::string_view name() const override { return "cpu"; }
+
+  void* allocate(size_t nbytes, int device_index) override;
+  void deallocate(void* ptr, size_t nbytes, int device_index) override;
+  void copy_from_host(const Tensor& dst, const void* src) override;
+  void copy_to_host(void* dst, const Tensor& src) override;
+
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, const Scalar& value) override;
+  void arange(const Tensor& dst, double start, double step) override;
+  void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset) override;
+  void normal(const Tensor& dst, double mean, double stddev, uint64_t seed, uint64_t offset) override;
+
+  void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta) override;
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;
+  void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;
+
+  void reduce(ReduceOp op, const Tensor& out, const Tensor& in, const std::vector<int64_t>& dims) override;
+  void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
+                  int64_t dim) override;
+
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) override;
+
+  void softmax(const Tensor& out, const Tensor& in, bool log) override;
+  void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
+                        bool log) override;
+  void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                  const Tensor& weight, const Tensor& bias, double eps) override;
+  void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
+                           const Tensor& grad_out, const Tensor& x, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& weight) override;
+  void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices) override;
+  void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
+                          const Tensor& indices) override;
+  void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
+                     int64_t ignore_index) override;
+  void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
+                              const Tensor& lse, const Tensor& target, int64_t ignore_index) override;
+};
+
+}  // namespace st::backend::cpu

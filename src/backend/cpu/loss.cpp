@@ -1,0 +1,116 @@
+// Cross-entropy over [N, C] logits with integer class targets: the fused log-softmax + nll forward, which
+// saves logsumexp per row (f32) for the backward. Targets are read and validated serially before the
+// parallel loops, so that the IndexError is thrown outside OpenMP regions. Row sums accumulate in
+// compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/parallel.h"
+
+namespace st::backend::cpu {
+namespace {
+
+// A 1-D tensor of any dtype and stride (targets, or a gradient broadcast from a mean) as values of type V.
+template <typename V>
+std::vector<V> read_vector(const Tensor& t) {
+  std::vector<V> v(t.numel());
+  dispatch_dtype(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = static_cast<const T*>(t.data_ptr());
+    const int64_t stride = t.strides()[0];
+    for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i)
+      v[i] = static_cast<V>(static_cast<compute_t<T>>(p[i * stride]));
+  });
+  return v;
+}
+
+std::vector<int64_t> read_targets(const Tensor& target, int64_t classes, int64_t ignore_index) {
+  std::vector<int64_t> t = read_vector<int64_t>(target);
+  for (int64_t v : t)
+    ST_CHECK(v == ignore_index || (v >= 0 && v < classes), IndexError, "[cross_entropy] target ", v,
+             " is out of range for ", classes, " classes");
+  return t;
+}
+
+template <typename T>
+void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                         const std::vector<int64_t>& target, int64_t ignore_index) {
+  using C = compute_t<T>;
+  const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  const T* src = logits.data<T>();
+  T* loss_out = loss.data<T>();
+  float* lse_out = lse.data<float>();
+  parallel_for(rows, cols, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* x = src + r * cols;
+      C hi = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : hi)
+      for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
+      C sum = 0;
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
+      const C log_sum = std::log(sum);
+      lse_out[r] = static_cast<float>(hi + log_sum);
+      // (max - x[t]) + log(sum): no cancellation against a large max.
+      loss_out[r] = target[r] == ignore_index ? T(C(0)) : T((hi - static_cast<C>(x[target[r]])) + log_sum);
+    }
+  });
+}
+
+template <typename T>
+void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
+                                  const Tensor& lse, const std::vector<int64_t>& target, int64_t ignore_index) {
+  using C = compute_t<T>;
+  const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
+  const std::vector<C> grad = read_vector<C>(grad_loss);
+  const T* src = logits.data<T>();
+  const float* lses = lse.data<float>();
+  T* dst = grad_logits.data<T>();
+  parallel_for(rows, cols, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) {
+      const T* x = src + r * cols;
+      T* g = dst + r * cols;
+      if (target[r] == ignore_index) {
+        std::fill(g, g + cols, T(C(0)));
+        continue;
+      }
+      const C row_lse = lses[r], scale = grad[r];
+      for (int64_t c = 0; c < cols; ++c) g[c] = T(std::exp(static_cast<C>(x[c]) - row_lse) * scale);
+      // The target's entry again from its probability, not from the rounded value just stored.
+      const int64_t t = target[r];
+      g[t] = T((std::exp(static_cast<C>(x[t]) - row_lse) - C(1)) * scale);
+    }
+  });
+}
+
+template <typename T>
+constexpr bool kFloating = std::is_floating_point_v<compute_t<T>>;
+
+}  // namespace
+
+void CpuBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
+                               int64_t ignore_index) {
+  const std::vector<int64_t> t = read_targets(target, logits.shape()[1], ignore_index);
+  dispatch_dtype(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (kFloating<T>) cross_entropy_typed<T>(loss, lse, logits, t, ignore_index);
+    else not_implemented("cross_entropy");
+  });
+}
+
+void CpuBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
+                                        const Tensor& lse, const Tensor& target, int64_t ignore_index) {
+  const std::vector<int64_t> t = read_targets(target, logits.shape()[1], ignore_index);
+  dispatch_dtype(logits.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (kFloating<T>) cross_entropy_backward_typed<T>(grad_logits, grad_loss, logits, lse, t, ignore_index);
+    else not_implemented("cross_entropy_backward");
+  });
+}
+
+}  // namespace st::backend::cpu

@@ -1,0 +1,124 @@
+// Softmax and log-softmax, forward and backward, row-wise over [rows, cols]; rows run in parallel.
+// Row sums accumulate in compute_t (f32 for f16/bf16/f32, f64 for f64) over SIMD lanes, i.e. blocked
+// summation, which keeps the error of a row of n terms near eps * n / lanes.
+
+#include <algorithm>
+#include <cmath>
+#include <limits>
+#include <type_traits>
+#include <vector>
+
+#include "backend/cpu/cpu_backend.h"
+#include "backend/cpu/parallel.h"
+
+namespace st::backend::cpu {
+namespace {
+
+// The rows of a 2-D input. Gradients arriving from a broadcast may be strided; such a row is gathered
+// into a buffer so that the row loops below always see unit stride.
+template <typename T>
+struct Rows {
+  const T* base;
+  int64_t row_stride, col_stride, cols;
+
+  explicit Rows(const Tensor& t)
+      : base(static_cast<const T*>(t.data_ptr())), row_stride(t.strides()[0]), col_stride(t.strides()[1]),
+        cols(t.shape()[1]) {}
+  const T* row(int64_t r, std::vector<T>& buf) const {
+    const T* p = base + r * row_stride;
+    if (col_stride == 1 || cols <= 1) return p;
+    buf.resize(cols);
+    for (int64_t c = 0; c < cols; ++c) buf[c] = p[c * col_stride];
+    return buf.data();
+  }
+};
+
+template <typename T>
+void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
+  using C = compute_t<T>;
+  const int64_t rows = in.shape()[0], cols = in.shape()[1];
+  const T* src = static_cast<const T*>(in.data_ptr());
+  T* dst = static_cast<T*>(out.data_ptr());
+  parallel_for(rows, cols, [&](int64_t b, int64_t e) {
+    std::vector<C> exps;  // exp(x - max) in f32 for the 16-bit types; written straight to out otherwise
+    if constexpr (!std::is_same_v<T, C>) exps.resize(cols);
+    for (int64_t r = b; r < e; ++r) {
+      const T* x = src + r * cols;
+      T* y = dst + r * cols;
+      C hi = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : hi)
+      for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
+      C sum = 0;
+      if (log) {
+#pragma omp simd reduction(+ : sum)
+        for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
+        const C log_sum = std::log(sum);
+        // (x - max) - log(sum) rather than x - lse: keeps the digits of log(sum) when the max is large.
+        for (int64_t c = 0; c < cols; ++c) y[c] = T((static_cast<C>(x[c]) - hi) - log_sum);
+        continue;
+      }
+      C* ex;
+      if constexpr (std::is_same_v<T, C>) ex = y;
+      else ex = exps.data();
+#pragma omp simd reduction(+ : sum)
+      for (int64_t c = 0; c < cols; ++c) {
+        ex[c] = std::exp(static_cast<C>(x[c]) - hi);
+        sum += ex[c];
+      }
+      const C inv = C(1) / sum;
+      for (int64_t c = 0; c < cols; ++c) y[c] = T(ex[c] * inv);
+    }
+  });
+}
+
+template <typename T>
+void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+  using C = compute_t<T>;
+  const int64_t rows = out.shape()[0], cols = out.shape()[1];
+  const Rows<T> grads(grad_out);
+  const T* ys = static_cast<const T*>(out.data_ptr());
+  T* dst = static_cast<T*>(grad_in.data_ptr());
+  parallel_for(rows, cols, [&](int64_t b, int64_t e) {
+    std::vector<T> buf;
+    for (int64_t r = b; r < e; ++r) {
+      const T* g = grads.row(r, buf);
+      const T* y = ys + r * cols;
+      T* gi = dst + r * cols;
+      C dot = 0;  // sum(g * y), or sum(g) for log-softmax
+      if (log) {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]);
+        for (int64_t c = 0; c < cols; ++c)
+          gi[c] = T(static_cast<C>(g[c]) - std::exp(static_cast<C>(y[c])) * dot);
+      } else {
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]) * static_cast<C>(y[c]);
+        for (int64_t c = 0; c < cols; ++c)
+          gi[c] = T(static_cast<C>(y[c]) * (static_cast<C>(g[c]) - dot));
+      }
+    }
+  });
+}
+
+template <typename T>
+constexpr bool kFloating = std::is_floating_point_v<compute_t<T>>;
+
+}  // namespace
+
+void CpuBackend::softmax(const Tensor& out, const Tensor& in, bool log) {
+  dispatch_dtype(in.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (kFloating<T>) softmax_typed<T>(out, in, log);
+    else not_implemented(log ? "log_softmax" : "softmax");
+  });
+}
+
+void CpuBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+  dispatch_dtype(out.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (kFloating<T>) softmax_backward_typed<T>(grad_in, grad_out, out, log);
+    else not_implemented(log ? "log_softmax_backward" : "softmax_backward");
+  });
+}
+
+}  // namespace st::backend::cpu

@@ -1,0 +1,271 @@
+// Elementwise ops: arithmetic, math, comparisons, where, clamp; in-place variants and operators.
+
+#include <cmath>
+#include <limits>
+
+#include "autograd/derivatives.h"
+#include "ops/op_utils.h"
+
+namespace st {
+
+using backend::BinaryOp;
+using backend::UnaryOp;
+using ops::backend_of;
+
+Shape broadcast_shapes(const Shape& a, const Shape& b, std::string_view op) {
+  const size_t n = std::max(a.size(), b.size());
+  Shape out(n);
+  for (size_t i = 0; i < n; ++i) {
+    const int64_t da = i < n - a.size() ? 1 : a[i - (n - a.size())];
+    const int64_t db = i < n - b.size() ? 1 : b[i - (n - b.size())];
+    ST_CHECK(da == db || da == 1 || db == 1, ShapeError, "[", op, "] shapes ", a, " and ", b,
+             " cannot be broadcast: dim ", i, " has sizes ", da, " and ", db);
+    out[i] = da == 1 ? db : da;
+  }
+  return out;
+}
+
+namespace {
+
+bool is_comparison(BinaryOp op) {
+  return op == BinaryOp::Eq || op == BinaryOp::Ne || op == BinaryOp::Lt || op == BinaryOp::Le ||
+         op == BinaryOp::Gt || op == BinaryOp::Ge;
+}
+
+// out = op(a, b) computed in `dtype` over the broadcast shape.
+Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, DType dtype) {
+  ops::check_defined(name, {&a, &b});
+  ops::check_same_device(name, {&a, &b});
+  const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
+  const Tensor ac = a.to(dtype), bc = b.to(dtype);
+  Tensor out = ops::new_tensor(shape, is_comparison(op) ? DType::Bool : dtype, a.device());
+  if (out.numel() > 0)
+    backend_of(out).binary(op, out, ops::broadcast_view(ac, shape), ops::broadcast_view(bc, shape));
+  if (!is_comparison(op)) autograd::record_binary(op, ac, bc, out);
+  return out;
+}
+
+Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
+  DType dtype = ops::result_type(a, b);
+  ST_CHECK(dtype != DType::Bool || op == BinaryOp::Maximum || op == BinaryOp::Minimum || is_comparison(op) ||
+               op == BinaryOp::Mul || op == BinaryOp::Add,
+           DTypeError, "[", name, "] is not defined for bool tensors");
+  if (op == BinaryOp::Div) dtype = ops::float_type(dtype);
+  return binary(op, name, a, b, dtype);
+}
+
+// The scalar as a 0-dim tensor of the dtype the op computes in.
+Tensor wrap(const Tensor& like, const Scalar& s, DType dtype) {
+  return scalar_tensor(s, {dtype, like.device()});
+}
+
+Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
+  ops::check_defined(name, {&a});
+  DType dtype = ops::result_type(a, b);
+  if (op == BinaryOp::Div) dtype = ops::float_type(dtype);
+  return binary(op, name, a, wrap(a, b, dtype), dtype);
+}
+
+Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, double beta = 0) {
+  ops::check_defined(name, {&x});
+  DType dtype = x.dtype();
+  const bool keeps_integers = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu ||
+                              op == UnaryOp::Clamp || op == UnaryOp::Affine || op == UnaryOp::PowScalar;
+  if (!keeps_integers) dtype = ops::float_type(dtype);
+  ST_CHECK(dtype != DType::Bool || op == UnaryOp::Clamp, DTypeError, "[", name,
+           "] is not defined for bool tensors");
+  const Tensor xc = x.to(dtype);
+  Tensor out = ops::new_like(xc);
+  if (out.numel() > 0) backend_of(out).unary(op, out, xc, alpha, beta);
+  autograd::record_unary(op, xc, out, alpha, beta);
+  return out;
+}
+
+// Writes `value` into `self` in place. Without autograd the kernel result is copied straight in; with
+// it, self's history is rebased onto the out-of-place result so backward sees the new value.
+Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
+  ST_CHECK(value.shape() == self.shape(), ShapeError, "[", op, "] the result has shape ", value.shape(),
+           " but the tensor written in place has shape ", self.shape(), "; in-place ops cannot broadcast self");
+  ST_CHECK(promote_types(value.dtype(), self.dtype()) == self.dtype() || is_floating(self.dtype()) ||
+               value.dtype() == self.dtype(),
+           DTypeError, "[", op, "] the result of dtype ", value.dtype(), " cannot be written in place into a ",
+           self.dtype(), " tensor");
+  if (is_grad_enabled() && (self.requires_grad() || value.requires_grad())) {
+    ST_CHECK(!self.is_leaf() || !self.requires_grad(), Error, "[", op,
+             "] a leaf tensor that requires grad cannot be changed in place; wrap the update in "
+             "NoGradGuard or use the out-of-place op");
+    const AutogradMeta* meta = self.autograd_meta_if_any();
+    ST_CHECK(!meta || !meta->is_view, NotImplementedError, "[", op,
+             "] changing in place a view of a tensor that requires grad is not supported; use the "
+             "out-of-place op");
+  }
+  {
+    NoGradGuard no_grad;
+    ops::copy_into(self, value.detach());
+  }
+  if (is_grad_enabled() && value.requires_grad()) {
+    // The value was computed from self's old data (saved where needed), so self now continues its graph.
+    AutogradMeta& meta = self.autograd_meta();
+    const AutogradMeta& from = value.autograd_meta();
+    meta.grad_fn = from.grad_fn;
+    meta.output_nr = from.output_nr;
+    if (value.dtype() != self.dtype()) {
+      Tensor cast = value.to(self.dtype());
+      meta.grad_fn = cast.grad_fn();
+      meta.output_nr = cast.autograd_meta().output_nr;
+    }
+  }
+  return self;
+}
+
+// The value an in-place op computes: from self's current data, detached from its storage so that the
+// in-place write does not trip the version check of the node that reads it.
+Tensor in_place_source(const Tensor& self) {
+  return self.requires_grad() && is_grad_enabled() ? self.clone() : self;
+}
+
+}  // namespace
+
+Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) {
+  if (alpha.to_double() == 1 && alpha.kind() != Scalar::Kind::Float) return binary(BinaryOp::Add, "add", a, b);
+  return binary(BinaryOp::Add, "add", a, mul(b, alpha));
+}
+Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) {
+  ST_CHECK(a.dtype() != DType::Bool && b.dtype() != DType::Bool, DTypeError,
+           "[sub] is not defined for bool tensors; use logical ops");
+  if (alpha.to_double() == 1 && alpha.kind() != Scalar::Kind::Float) return binary(BinaryOp::Sub, "sub", a, b);
+  return binary(BinaryOp::Sub, "sub", a, mul(b, alpha));
+}
+Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, "mul", a, b); }
+Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, "div", a, b); }
+Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, "pow", a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, "maximum", a, b); }
+Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, "minimum", a, b); }
+
+Tensor add(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Add, "add", a, b); }
+Tensor sub(const Tensor& a, const Scalar& b) {
+  ops::check_defined("sub", {&a});
+  ST_CHECK(a.dtype() != DType::Bool, DTypeError, "[sub] is not defined for bool tensors");
+  return binary(BinaryOp::Sub, "sub", a, b);
+}
+Tensor mul(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Mul, "mul", a, b); }
+Tensor div(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Div, "div", a, b); }
+
+Tensor pow(const Tensor& a, const Scalar& exponent) {
+  ops::check_defined("pow", {&a});
+  const DType dtype = ops::result_type(a, exponent);
+  ST_CHECK(dtype != DType::Bool, DTypeError, "[pow] is not defined for bool tensors");
+  return unary(UnaryOp::PowScalar, "pow", a.to(dtype), exponent.to_double());
+}
+
+Tensor neg(const Tensor& x) { return unary(UnaryOp::Neg, "neg", x); }
+Tensor exp(const Tensor& x) { return unary(UnaryOp::Exp, "exp", x); }
+Tensor log(const Tensor& x) { return unary(UnaryOp::Log, "log", x); }
+Tensor sqrt(const Tensor& x) { return unary(UnaryOp::Sqrt, "sqrt", x); }
+Tensor rsqrt(const Tensor& x) { return unary(UnaryOp::Rsqrt, "rsqrt", x); }
+Tensor abs(const Tensor& x) { return unary(UnaryOp::Abs, "abs", x); }
+Tensor tanh(const Tensor& x) { return unary(UnaryOp::Tanh, "tanh", x); }
+Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, "sigmoid", x); }
+Tensor relu(const Tensor& x) { return unary(UnaryOp::Relu, "relu", x); }
+Tensor gelu(const Tensor& x, GeluApproximate approximate) {
+  return unary(approximate == GeluApproximate::Tanh ? UnaryOp::GeluTanh : UnaryOp::GeluErf, "gelu", x);
+}
+
+Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
+  ops::check_defined("clamp", {&x});
+  ST_CHECK(min || max, ValueError, "[clamp] at least one of min and max must be given");
+  DType dtype = x.dtype();
+  if (min) dtype = promote_types(dtype, ops::result_type(x, *min));
+  if (max) dtype = promote_types(dtype, ops::result_type(x, *max));
+  constexpr double inf = std::numeric_limits<double>::infinity();
+  return unary(UnaryOp::Clamp, "clamp", x.to(dtype), min ? min->to_double() : -inf, max ? max->to_double() : inf);
+}
+
+Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, "eq", a, b); }
+Tensor ne(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ne, "ne", a, b); }
+Tensor lt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Lt, "lt", a, b); }
+Tensor le(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Le, "le", a, b); }
+Tensor gt(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Gt, "gt", a, b); }
+Tensor ge(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Ge, "ge", a, b); }
+Tensor eq(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Eq, "eq", a, b); }
+Tensor ne(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Ne, "ne", a, b); }
+Tensor lt(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Lt, "lt", a, b); }
+Tensor le(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Le, "le", a, b); }
+Tensor gt(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Gt, "gt", a, b); }
+Tensor ge(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Ge, "ge", a, b); }
+
+Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
+  ops::check_defined("where", {&cond, &a, &b});
+  ops::check_same_device("where", {&cond, &a, &b});
+  ST_CHECK(cond.dtype() == DType::Bool, DTypeError, "[where] expected a bool condition, got ", cond.dtype());
+  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  const DType dtype = ops::result_type(a, b);
+  const Tensor ac = a.to(dtype), bc = b.to(dtype);
+  Tensor out = ops::new_tensor(shape, dtype, a.device());
+  if (out.numel() > 0)
+    backend_of(out).where(out, ops::broadcast_view(cond, shape), ops::broadcast_view(ac, shape),
+                          ops::broadcast_view(bc, shape));
+  autograd::record_where(cond, ac, bc, out);
+  return out;
+}
+
+Tensor& Tensor::add_(const Tensor& other, const Scalar& alpha) {
+  return assign_in_place("add_", *this, add(in_place_source(*this), other, alpha));
+}
+Tensor& Tensor::add_(const Scalar& other) { return assign_in_place("add_", *this, add(in_place_source(*this), other)); }
+Tensor& Tensor::sub_(const Tensor& other) { return assign_in_place("sub_", *this, sub(in_place_source(*this), other)); }
+Tensor& Tensor::sub_(const Scalar& other) { return assign_in_place("sub_", *this, sub(in_place_source(*this), other)); }
+Tensor& Tensor::mul_(const Tensor& other) { return assign_in_place("mul_", *this, mul(in_place_source(*this), other)); }
+Tensor& Tensor::mul_(const Scalar& other) { return assign_in_place("mul_", *this, mul(in_place_source(*this), other)); }
+Tensor& Tensor::div_(const Tensor& other) { return assign_in_place("div_", *this, div(in_place_source(*this), other)); }
+Tensor& Tensor::div_(const Scalar& other) { return assign_in_place("div_", *this, div(in_place_source(*this), other)); }
+Tensor& Tensor::neg_() { return assign_in_place("neg_", *this, st::neg(in_place_source(*this))); }
+Tensor& Tensor::exp_() { return assign_in_place("exp_", *this, st::exp(in_place_source(*this))); }
+Tensor& Tensor::relu_() { return assign_in_place("relu_", *this, st::relu(in_place_source(*this))); }
+Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
+  return assign_in_place("clamp_", *this, clamp(in_place_source(*this), min, max));
+}
+Tensor& Tensor::fill_(const Scalar& value) {
+  ops::check_defined("fill_", {this});
+  ST_CHECK(!requires_grad() || !is_grad_enabled() || !is_leaf(), Error,
+           "[fill_] a leaf tensor that requires grad cannot be changed in place; use NoGradGuard");
+  if (numel() > 0) backend_of(*this).fill(*this, value);
+  storage()->bump_version();
+  if (requires_grad() && is_grad_enabled()) {
+    AutogradMeta& meta = autograd_meta();
+    meta.grad_fn = nullptr;  // constant now: no gradient flows to what it was computed from
+    meta.requires_grad = false;
+  }
+  return *this;
+}
+Tensor& Tensor::zero_() { return fill_(0); }
+Tensor& Tensor::copy_(const Tensor& src) {
+  ops::check_defined("copy_", {this, &src});
+  broadcast_shapes(src.shape(), shape(), "copy_");
+  Tensor value = src.device() == device() ? src : src.to(device());
+  Tensor expanded = value.shape() == shape() ? value : value.expand(shape());
+  if (expanded.requires_grad() && is_grad_enabled()) expanded = expanded.to(dtype()).clone();
+  if (!(expanded.requires_grad() && is_grad_enabled()) && !(requires_grad() && is_grad_enabled())) {
+    ops::copy_into(*this, expanded);
+    return *this;
+  }
+  return assign_in_place("copy_", *this, expanded.to(dtype()));
+}
+
+Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Tensor& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Tensor& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Tensor& b) { return div(a, b); }
+Tensor operator+(const Tensor& a, const Scalar& b) { return add(a, b); }
+Tensor operator-(const Tensor& a, const Scalar& b) { return sub(a, b); }
+Tensor operator*(const Tensor& a, const Scalar& b) { return mul(a, b); }
+Tensor operator/(const Tensor& a, const Scalar& b) { return div(a, b); }
+Tensor operator+(const Scalar& a, const Tensor& b) { return add(b, a); }
+Tensor operator-(const Scalar& a, const Tensor& b) { return add(neg(b), a); }
+Tensor operator*(const Scalar& a, const Tensor& b) { return mul(b, a); }
+Tensor operator/(const Scalar& a, const Tensor& b) {
+  return div(scalar_tensor(a, {ops::result_type(b, a), b.device()}), b);
+}
+Tensor operator-(const Tensor& x) { return neg(x); }
+
+}  // namespace st

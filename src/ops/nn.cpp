@@ -1,0 +1,128 @@
+// Neural-network ops: softmax, log_softmax, layer_norm, embedding, cross_entropy, dropout.
+
+#include "autograd/derivatives.h"
+#include "ops/op_utils.h"
+
+namespace st {
+
+namespace {
+
+Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+  const char* name = log ? "log_softmax" : "softmax";
+  ops::check_defined(name, {&x});
+  dim = wrap_dim(dim, x.dim(), name);
+  const Tensor input = x.to(ops::float_type(x.dtype()));
+  const Tensor rows = ops::as_rows(input, dim);
+  Tensor result = ops::new_like(rows);
+  if (result.numel() > 0) ops::backend_of(x).softmax(result, rows, log);
+  Tensor out = ops::from_rows(result, input, dim);
+  autograd::record_softmax(input, out, dim, log);
+  return out;
+}
+
+}  // namespace
+
+Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
+Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
+                  double eps) {
+  ops::check_defined("layer_norm", {&x});
+  ops::check_same_device("layer_norm", {&x, &weight, &bias});
+  ops::check_floating("layer_norm", x);
+  const int64_t k = static_cast<int64_t>(normalized_shape.size());
+  ST_CHECK(k >= 1 && k <= x.dim() &&
+               Shape(x.shape().end() - k, x.shape().end()) == normalized_shape,
+           ShapeError, "[layer_norm] normalized_shape ", normalized_shape,
+           " must match the trailing dims of the input of shape ", x.shape());
+  for (const Tensor* param : {&weight, &bias}) {
+    if (!param->defined()) continue;
+    ST_CHECK(param->shape() == normalized_shape, ShapeError, "[layer_norm] weight and bias must have shape ",
+             normalized_shape, ", got ", param->shape());
+    ST_CHECK(param->dtype() == x.dtype(), DTypeError, "[layer_norm] weight and bias must have the input's dtype ",
+             x.dtype(), ", got ", param->dtype());
+  }
+  ST_CHECK(eps >= 0, ValueError, "[layer_norm] eps must be non-negative, got ", eps);
+  const int64_t cols = shape_numel(normalized_shape);
+  const int64_t rows = cols == 0 ? 0 : x.numel() / cols;
+  const Tensor input = x.contiguous();
+  const Tensor w = weight.defined() ? weight.contiguous() : weight;
+  const Tensor b = bias.defined() ? bias.contiguous() : bias;
+  Tensor out = ops::new_like(input);
+  Tensor mean = ops::new_tensor({rows}, DType::Float32, x.device());
+  Tensor rstd = ops::new_tensor({rows}, DType::Float32, x.device());
+  if (out.numel() > 0) {
+    const Tensor x2 = ops::raw_view(input, {rows, cols}, {cols, 1}, input.offset());
+    const Tensor out2 = ops::raw_view(out, {rows, cols}, {cols, 1}, 0);
+    ops::backend_of(x).layer_norm(out2, mean, rstd, x2, w, b, eps);
+  }
+  autograd::record_layer_norm(input, w, b, out, mean, rstd);
+  return out;
+}
+
+Tensor embedding(const Tensor& weight, const Tensor& indices) {
+  ops::check_defined("embedding", {&weight, &indices});
+  ops::check_same_device("embedding", {&weight, &indices});
+  ST_CHECK(weight.dim() == 2, ShapeError, "[embedding] expected a 2-D weight [num_embeddings, dim], got shape ",
+           weight.shape());
+  ST_CHECK(indices.dtype() == DType::Int64 || indices.dtype() == DType::Int32, DTypeError,
+           "[embedding] expected int64 or int32 indices, got ", indices.dtype());
+  const Tensor flat = indices.contiguous().detach().reshape({indices.numel()});
+  const Tensor table = weight.contiguous();
+  Shape out_shape = indices.shape();
+  out_shape.push_back(weight.shape()[1]);
+  Tensor out = ops::new_tensor(out_shape, weight.dtype(), weight.device());
+  if (out.numel() > 0) {
+    const Tensor out2 = ops::raw_view(out, {flat.numel(), weight.shape()[1]}, {weight.shape()[1], 1}, 0);
+    ops::backend_of(out).embedding(out2, table, flat);
+  } else if (flat.numel() > 0 && weight.shape()[0] == 0) {
+    throw IndexError("[embedding] cannot index into a table of 0 rows");
+  }
+  autograd::record_embedding(table, flat, out);
+  return out;
+}
+
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, Reduction reduction) {
+  ops::check_defined("cross_entropy", {&logits, &target});
+  ops::check_same_device("cross_entropy", {&logits, &target});
+  ops::check_floating("cross_entropy", logits, "logits tensor");
+  ST_CHECK(target.dtype() == DType::Int64 || target.dtype() == DType::Int32, DTypeError,
+           "[cross_entropy] expected int64 or int32 class-index targets, got ", target.dtype());
+  const bool single = logits.dim() == 1;
+  ST_CHECK((logits.dim() == 2 && target.dim() == 1 && target.shape()[0] == logits.shape()[0]) ||
+               (single && target.dim() == 0),
+           ShapeError, "[cross_entropy] expected logits [N, C] with target [N], or logits [C] with a 0-dim target; got ",
+           logits.shape(), " and ", target.shape());
+  const Tensor logits2 = (single ? logits.unsqueeze(0) : logits).contiguous();
+  const Tensor target1 = target.detach().reshape({-1}).contiguous();
+  const int64_t n = logits2.shape()[0];
+  Tensor loss = ops::new_tensor({n}, logits.dtype(), logits.device());
+  Tensor lse = ops::new_tensor({n}, DType::Float32, logits.device());
+  if (n > 0) {
+    ST_CHECK(logits2.shape()[1] > 0, ShapeError, "[cross_entropy] logits of shape ", logits.shape(), " have no classes");
+    ops::backend_of(logits).cross_entropy(loss, lse, logits2, target1, ignore_index);
+  }
+  autograd::record_cross_entropy(logits2, target1, loss, lse, ignore_index);
+  switch (reduction) {
+    case Reduction::None: return single ? loss.reshape({}) : loss;
+    case Reduction::Sum: return sum(loss);
+    case Reduction::Mean: {
+      // Divides by the count of targets that are not ignored, computed on the device: no host read.
+      const Tensor counted = sum(ne(target1, ignore_index)).to(logits.dtype());
+      return div(sum(loss), counted);
+    }
+  }
+  return loss;
+}
+
+Tensor dropout(const Tensor& x, double p, bool training) {
+  ops::check_defined("dropout", {&x});
+  ST_CHECK(p >= 0 && p <= 1, ValueError, "[dropout] probability must be in [0, 1], got ", p);
+  ops::check_floating("dropout", x);
+  if (!training || p == 0) return x;
+  if (p == 1) return mul(x, 0);
+  const Tensor keep = ge(rand(x.shape(), {x.dtype(), x.device()}), p).to(x.dtype());
+  return mul(x, mul(keep, 1.0 / (1.0 - p)));
+}
+
+}  // namespace st

@@ -1,0 +1,51 @@
+#pragma once
+// Helpers shared by the op front-end files: argument checks, output allocation, internal views.
+
+#include <initializer_list>
+
+#include "backend/backend.h"
+#include "spiraltorch/autograd.h"
+#include "spiraltorch/ops.h"
+
+namespace st::ops {
+
+// A new uninitialized contiguous tensor; allocates through the device's backend.
+Tensor new_tensor(const Shape& shape, DType dtype, Device device);
+inline Tensor new_like(const Tensor& t, std::optional<DType> dtype = std::nullopt) {
+  return new_tensor(t.shape(), dtype.value_or(t.dtype()), t.device());
+}
+
+inline backend::Backend& backend_of(const Tensor& t) { return backend::backend_for(t.device()); }
+
+// A view of t's storage with the given geometry, outside the autograd graph (for kernel arguments).
+Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
+// t viewed with `shape` by giving broadcast dims stride 0 (shapes already checked compatible).
+Tensor broadcast_view(const Tensor& t, const Shape& shape);
+
+void check_defined(const char* op, std::initializer_list<const Tensor*> tensors);
+// All defined tensors on one device; the error names each tensor's device.
+void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
+void check_floating(const char* op, const Tensor& t, const char* what = "input");
+
+// The dtype a binary op computes in, as PyTorch's result_type: dimensioned tensors outrank 0-dim ones
+// of the same kind (bool < integer < float), and Python-style scalars rank lowest.
+DType result_type(const Tensor& a, const Tensor& b);
+DType result_type(const Tensor& a, const Scalar& b);
+// float32 for integer inputs of ops that always compute in floating point (exp, div, mean...).
+inline DType float_type(DType dtype) { return is_floating(dtype) ? dtype : kDefaultFloat; }
+
+// Writes `value` into `dst` (which may be a strided view), bumping dst's storage version.
+void copy_into(const Tensor& dst, const Tensor& src);
+
+// The reduced dims of x for `dims` (empty: all), wrapped, sorted and unique.
+std::vector<int64_t> reduction_dims(const char* op, const Tensor& x, const Shape& dims);
+// x's shape with size 1 at `dims`, and the same with those dims removed.
+Shape keepdim_shape(const Shape& shape, const std::vector<int64_t>& dims);
+Shape squeezed_shape(const Shape& shape, const std::vector<int64_t>& dims);
+
+// For row-wise kernels: x (outside the graph) with `dim` moved last, made contiguous and viewed as
+// [rows, size(dim)]; and the inverse, a [rows, cols] result viewed with `like`'s shape again.
+Tensor as_rows(const Tensor& x, int64_t dim);
+Tensor from_rows(const Tensor& rows, const Tensor& like, int64_t dim);
+
+}  // namespace st::ops
