@@ -22,7 +22,7 @@ struct GradcheckOptions {
   double rtol = 1e-5;
   double atol = 1e-7;
   uint32_t seed = 1234;
-  std::vector<bool> requires_grad;  // per input; empty means every input requires grad
+  std::vector<bool> requires_grad = {};  // per input; empty means every input requires grad
 };
 
 using GradFn = std::function<Tensor(const std::vector<Tensor>&)>;

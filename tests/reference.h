@@ -372,6 +372,36 @@ inline NDArray int_random(const Shape& shape, std::mt19937& rng, int64_t lo, int
   return out;
 }
 
+// A random shape of rank in [min_rank, max_rank] with sizes in [1, max_size]; with probability
+// `zero_chance` one dim is 0.
+inline Shape random_shape(std::mt19937& rng, int min_rank, int max_rank, int64_t max_size,
+                          double zero_chance = 0.0) {
+  std::uniform_int_distribution<int> rank_dist(min_rank, max_rank);
+  std::uniform_int_distribution<int64_t> size_dist(1, max_size);
+  Shape shape(rank_dist(rng));
+  for (auto& s : shape) s = size_dist(rng);
+  if (!shape.empty() && std::bernoulli_distribution(zero_chance)(rng)) {
+    shape[std::uniform_int_distribution<size_t>(0, shape.size() - 1)(rng)] = 0;
+  }
+  return shape;
+}
+
+// A random pair of shapes that broadcast together: b is a's shape with some leading dims dropped,
+// then some aligned dims are set to 1 on one side or the other.
+inline std::pair<Shape, Shape> random_broadcast_pair(std::mt19937& rng) {
+  Shape a = random_shape(rng, 0, 4, 4, 0.1);
+  size_t drop = std::uniform_int_distribution<size_t>(0, a.size())(rng);
+  Shape b(a.begin() + static_cast<int64_t>(drop), a.end());
+  std::bernoulli_distribution coin(0.4), side(0.5);
+  for (size_t i = 0; i < b.size(); ++i) {
+    if (!coin(rng)) continue;
+    if (side(rng)) b[i] = 1;
+    else a[i + drop] = 1;
+  }
+  if (side(rng)) std::swap(a, b);
+  return {a, b};
+}
+
 // ---------------------------------------------------------------------------------------------
 // Tensor <-> NDArray.
 
@@ -546,13 +576,17 @@ inline void assert_close(const Tensor& actual, const NDArray& expected, double r
 // ---------------------------------------------------------------------------------------------
 // Errors.
 
-// Passes when `fn` throws E whose message contains every fragment.
+// Passes when `fn` throws E whose message starts with "[" (the op in brackets, as error.h
+// promises) and contains every fragment.
 template <typename E, typename F>
 ::testing::AssertionResult throws(F&& fn, const std::vector<std::string>& fragments = {}) {
   try {
     fn();
   } catch (const E& e) {
     std::string msg = e.what();
+    if (msg.empty() || msg[0] != '[') {
+      return ::testing::AssertionFailure() << "message \"" << msg << "\" does not start with \"[op]\"";
+    }
     for (const auto& f : fragments) {
       if (msg.find(f) == std::string::npos) {
         return ::testing::AssertionFailure() << "message \"" << msg << "\" lacks \"" << f << "\"";

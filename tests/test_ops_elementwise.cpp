@@ -96,6 +96,18 @@ class Elementwise : public ::testing::TestWithParam<DeviceDType> {
   std::mt19937 rng{20240601};
 };
 
+// Each call leaves its line in the failure trace, so a test with several calls tells which failed.
+#define CHECK_UNARY(...)  \
+  do {                    \
+    SCOPED_TRACE("call"); \
+    check_unary(__VA_ARGS__); \
+  } while (0)
+#define CHECK_BINARY(...)  \
+  do {                     \
+    SCOPED_TRACE("call");  \
+    check_binary(__VA_ARGS__); \
+  } while (0)
+
 double gelu_erf(double x) { return 0.5 * x * (1.0 + std::erf(x / std::sqrt(2.0))); }
 double gelu_tanh(double x) {
   const double k = std::sqrt(2.0 / std::numbers::pi);
@@ -104,41 +116,41 @@ double gelu_tanh(double x) {
 double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
 
 TEST_P(Elementwise, Neg) {
-  check_unary([](const Tensor& x) { return st::neg(x); }, [](double x) { return -x; }, -4, 4);
-  check_unary([](const Tensor& x) { return -x; }, [](double x) { return -x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::neg(x); }, [](double x) { return -x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return -x; }, [](double x) { return -x; }, -4, 4);
 }
 TEST_P(Elementwise, Exp) {
-  check_unary([](const Tensor& x) { return st::exp(x); }, [](double x) { return std::exp(x); }, -4, 4);
-  check_unary([](const Tensor& x) { return x.exp(); }, [](double x) { return std::exp(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::exp(x); }, [](double x) { return std::exp(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return x.exp(); }, [](double x) { return std::exp(x); }, -4, 4);
 }
 TEST_P(Elementwise, Log) {
-  check_unary([](const Tensor& x) { return st::log(x); }, [](double x) { return std::log(x); }, 0.125, 8);
+  CHECK_UNARY([](const Tensor& x) { return st::log(x); }, [](double x) { return std::log(x); }, 0.125, 8);
 }
 TEST_P(Elementwise, Sqrt) {
-  check_unary([](const Tensor& x) { return st::sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 8);
+  CHECK_UNARY([](const Tensor& x) { return st::sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 8);
 }
 TEST_P(Elementwise, Rsqrt) {
-  check_unary([](const Tensor& x) { return st::rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); },
+  CHECK_UNARY([](const Tensor& x) { return st::rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); },
               0.125, 8);
 }
 TEST_P(Elementwise, Abs) {
-  check_unary([](const Tensor& x) { return st::abs(x); }, [](double x) { return std::fabs(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::abs(x); }, [](double x) { return std::fabs(x); }, -4, 4);
 }
 TEST_P(Elementwise, Tanh) {
-  check_unary([](const Tensor& x) { return st::tanh(x); }, [](double x) { return std::tanh(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::tanh(x); }, [](double x) { return std::tanh(x); }, -4, 4);
 }
 TEST_P(Elementwise, Sigmoid) {
-  check_unary([](const Tensor& x) { return st::sigmoid(x); }, sigmoid, -8, 8);
+  CHECK_UNARY([](const Tensor& x) { return st::sigmoid(x); }, sigmoid, -8, 8);
 }
 TEST_P(Elementwise, Relu) {
-  check_unary([](const Tensor& x) { return st::relu(x); }, [](double x) { return x > 0 ? x : 0.0; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::relu(x); }, [](double x) { return x > 0 ? x : 0.0; }, -4, 4);
 }
 TEST_P(Elementwise, GeluErf) {
-  check_unary([](const Tensor& x) { return st::gelu(x); }, gelu_erf, -4, 4);
-  check_unary([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::None); }, gelu_erf, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::gelu(x); }, gelu_erf, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::None); }, gelu_erf, -4, 4);
 }
 TEST_P(Elementwise, GeluTanh) {
-  check_unary([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); }, gelu_tanh, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); }, gelu_tanh, -4, 4);
 }
 TEST_P(Elementwise, GeluFormsDiffer) {
   // The two forms differ by up to ~5e-4 near |x| = 2; a backend mixing them up must fail.
@@ -154,41 +166,41 @@ TEST_P(Elementwise, PowScalar) {
   for (double e : {2.0, 3.0, -1.0, 0.0, 1.0}) {
     SCOPED_TRACE("exponent " + std::to_string(e));
     // Integral exponents accept negative bases.
-    check_unary([e](const Tensor& x) { return st::pow(x, e); }, [e](double x) { return std::pow(x, e); },
+    CHECK_UNARY([e](const Tensor& x) { return st::pow(x, e); }, [e](double x) { return std::pow(x, e); },
                 e < 0 ? 0.25 : -3, 3);
   }
-  check_unary([](const Tensor& x) { return st::pow(x, 0.5); }, [](double x) { return std::sqrt(x); }, 0, 8);
-  check_unary([](const Tensor& x) { return x.pow(2); }, [](double x) { return x * x; }, -3, 3);
-  check_unary([](const Tensor& x) { return st::pow(x, -1.5); }, [](double x) { return std::pow(x, -1.5); },
+  CHECK_UNARY([](const Tensor& x) { return st::pow(x, 0.5); }, [](double x) { return std::sqrt(x); }, 0, 8);
+  CHECK_UNARY([](const Tensor& x) { return x.pow(2); }, [](double x) { return x * x; }, -3, 3);
+  CHECK_UNARY([](const Tensor& x) { return st::pow(x, -1.5); }, [](double x) { return std::pow(x, -1.5); },
               0.25, 4);
 }
 
 TEST_P(Elementwise, Add) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::add(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::add(a, b); },
                [](double a, double b) { return a + b; }, -4, 4, -4, 4);
-  check_binary([](const Tensor& a, const Tensor& b) { return a + b; }, [](double a, double b) { return a + b; },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a + b; }, [](double a, double b) { return a + b; },
                -4, 4, -4, 4);
-  check_binary([](const Tensor& a, const Tensor& b) { return st::add(a, b, 2.5); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::add(a, b, 2.5); },
                [](double a, double b) { return a + 2.5 * b; }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Sub) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::sub(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::sub(a, b); },
                [](double a, double b) { return a - b; }, -4, 4, -4, 4);
-  check_binary([](const Tensor& a, const Tensor& b) { return a - b; }, [](double a, double b) { return a - b; },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a - b; }, [](double a, double b) { return a - b; },
                -4, 4, -4, 4);
-  check_binary([](const Tensor& a, const Tensor& b) { return st::sub(a, b, -0.5); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::sub(a, b, -0.5); },
                [](double a, double b) { return a + 0.5 * b; }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Mul) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::mul(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::mul(a, b); },
                [](double a, double b) { return a * b; }, -4, 4, -4, 4);
-  check_binary([](const Tensor& a, const Tensor& b) { return a * b; }, [](double a, double b) { return a * b; },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a * b; }, [](double a, double b) { return a * b; },
                -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Div) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::div(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::div(a, b); },
                [](double a, double b) { return a / b; }, -4, 4, 0.25, 4, true);
-  check_binary([](const Tensor& a, const Tensor& b) { return a / b; }, [](double a, double b) { return a / b; },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a / b; }, [](double a, double b) { return a / b; },
                -4, 4, 0.25, 4, true);
 }
 TEST_P(Elementwise, DivByZeroGivesInfAndNan) {
@@ -198,32 +210,52 @@ TEST_P(Elementwise, DivByZeroGivesInfAndNan) {
   EXPECT_CLOSE(y, NDArray(Shape{3}, {inf, -inf, std::nan("")}), tol());
 }
 TEST_P(Elementwise, PowTensor) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::pow(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::pow(a, b); },
                [](double a, double b) { return std::pow(a, b); }, 0.25, 4, -2, 2);
 }
 TEST_P(Elementwise, Maximum) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::maximum(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::maximum(a, b); },
                [](double a, double b) { return std::max(a, b); }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Minimum) {
-  check_binary([](const Tensor& a, const Tensor& b) { return st::minimum(a, b); },
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::minimum(a, b); },
                [](double a, double b) { return std::min(a, b); }, -4, 4, -4, 4);
 }
 
+TEST_P(Elementwise, RandomBroadcastShapes) {
+  const Layout layouts[] = {Layout::Contiguous, Layout::Transposed, Layout::Strided};
+  std::uniform_int_distribution<int> pick(0, 2);
+  for (int trial = 0; trial < 30; ++trial) {
+    auto [sa, sb] = random_broadcast_pair(rng);
+    Layout la = layouts[pick(rng)], lb = layouts[pick(rng)];
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) + " with " +
+                 shape_str(sb) + " " + layout_name(lb));
+    NDArray a = grid_random(sa, rng), b = grid_random(sb, rng);
+    NDArray nz = grid_random_away_from_zero(sb, rng, 0.25, 4);
+    Tensor x = input(a, la), y = input(b, lb), z = input(nz, lb);
+    EXPECT_CLOSE(x + y, zip(a, b, [](double u, double v) { return u + v; }), tol());
+    EXPECT_CLOSE(x - y, zip(a, b, [](double u, double v) { return u - v; }), tol());
+    EXPECT_CLOSE(x * y, zip(a, b, [](double u, double v) { return u * v; }), tol());
+    EXPECT_CLOSE(x / z, zip(a, nz, [](double u, double v) { return u / v; }), tol());
+    EXPECT_CLOSE(st::maximum(x, y), zip(a, b, [](double u, double v) { return std::max(u, v); }), tol());
+    EXPECT_EXACT(st::le(x, y), zip(a, b, [](double u, double v) { return u <= v ? 1.0 : 0.0; }));
+  }
+}
+
 TEST_P(Elementwise, ScalarOperands) {
-  check_unary([](const Tensor& x) { return x + 2.5; }, [](double x) { return x + 2.5; }, -4, 4);
-  check_unary([](const Tensor& x) { return st::add(x, Scalar(-1.25)); }, [](double x) { return x - 1.25; }, -4, 4);
-  check_unary([](const Tensor& x) { return x + 2; }, [](double x) { return x + 2; }, -4, 4);
-  check_unary([](const Tensor& x) { return x - 1.5; }, [](double x) { return x - 1.5; }, -4, 4);
-  check_unary([](const Tensor& x) { return st::sub(x, Scalar(3)); }, [](double x) { return x - 3; }, -4, 4);
-  check_unary([](const Tensor& x) { return x * -2; }, [](double x) { return -2 * x; }, -4, 4);
-  check_unary([](const Tensor& x) { return st::mul(x, Scalar(0.5)); }, [](double x) { return 0.5 * x; }, -4, 4);
-  check_unary([](const Tensor& x) { return x / 4; }, [](double x) { return x / 4; }, -4, 4);
-  check_unary([](const Tensor& x) { return st::div(x, Scalar(-0.5)); }, [](double x) { return x / -0.5; }, -4, 4);
-  check_unary([](const Tensor& x) { return 2.0 - x; }, [](double x) { return 2.0 - x; }, -4, 4);
-  check_unary([](const Tensor& x) { return 1.5 + x; }, [](double x) { return 1.5 + x; }, -4, 4);
-  check_unary([](const Tensor& x) { return 3 * x; }, [](double x) { return 3 * x; }, -4, 4);
-  check_unary([](const Tensor& x) { return 3.0 / x; }, [](double x) { return 3.0 / x; }, 0.25, 4);
+  CHECK_UNARY([](const Tensor& x) { return x + 2.5; }, [](double x) { return x + 2.5; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::add(x, Scalar(-1.25)); }, [](double x) { return x - 1.25; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return x + 2; }, [](double x) { return x + 2; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return x - 1.5; }, [](double x) { return x - 1.5; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::sub(x, Scalar(3)); }, [](double x) { return x - 3; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return x * -2; }, [](double x) { return -2 * x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::mul(x, Scalar(0.5)); }, [](double x) { return 0.5 * x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return x / 4; }, [](double x) { return x / 4; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::div(x, Scalar(-0.5)); }, [](double x) { return x / -0.5; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return 2.0 - x; }, [](double x) { return 2.0 - x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return 1.5 + x; }, [](double x) { return 1.5 + x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return 3 * x; }, [](double x) { return 3 * x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return 3.0 / x; }, [](double x) { return 3.0 / x; }, 0.25, 4);
 }
 
 TEST_P(Elementwise, Comparisons) {
@@ -292,16 +324,16 @@ TEST_P(Elementwise, Where) {
 }
 
 TEST_P(Elementwise, Clamp) {
-  check_unary([](const Tensor& x) { return st::clamp(x, -1.0, 1.5); },
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, -1.0, 1.5); },
               [](double x) { return std::min(std::max(x, -1.0), 1.5); }, -4, 4);
-  check_unary([](const Tensor& x) { return st::clamp(x, std::nullopt, 0.5); },
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, std::nullopt, 0.5); },
               [](double x) { return std::min(x, 0.5); }, -4, 4);
-  check_unary([](const Tensor& x) { return st::clamp(x, -0.5, std::nullopt); },
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, -0.5, std::nullopt); },
               [](double x) { return std::max(x, -0.5); }, -4, 4);
-  check_unary([](const Tensor& x) { return st::clamp(x, -2, 2); },
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, -2, 2); },
               [](double x) { return std::min(std::max(x, -2.0), 2.0); }, -4, 4);
   // As in PyTorch, min > max sets every element to max.
-  check_unary([](const Tensor& x) { return st::clamp(x, 1.0, 0.0); }, [](double) { return 0.0; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, 1.0, 0.0); }, [](double) { return 0.0; }, -4, 4);
 }
 
 TEST_P(Elementwise, NanPropagates) {
@@ -479,7 +511,10 @@ TEST_P(Promotion, ZeroDimTensorJoinsAsAScalarWould) {
   EXPECT_EQ((f32 + f64_scalar).dtype(), DType::Float32);
   Tensor i32 = make(DType::Int32);
   EXPECT_EQ((i32 + make(DType::Int64, {})).dtype(), DType::Int32);
-  EXPECT_EQ((i32 + make(DType::Float64, {})).dtype(), DType::Float32);
+  // A 0-d operand of a higher category does count, at its own size (PyTorch's docs: "promote to a
+  // type with sufficient size and category to hold all zero-dim tensor operands of that category").
+  EXPECT_EQ((i32 + make(DType::Float64, {})).dtype(), DType::Float64);
+  EXPECT_EQ((i32 + make(DType::Float16, {})).dtype(), DType::Float16);
 }
 
 TEST_P(Promotion, FloatUnaryOpsOnIntegersGiveFloat32) {

@@ -43,6 +43,15 @@ std::string describe(const DimsCase& c, bool keepdim) {
          (keepdim ? " keepdim" : "");
 }
 
+// Values and first index of the extreme along one lane.
+std::pair<double, double> extreme(const std::vector<double>& lane, bool want_max) {
+  size_t best = 0;
+  for (size_t i = 1; i < lane.size(); ++i) {
+    if (want_max ? lane[i] > lane[best] : lane[i] < lane[best]) best = i;
+  }
+  return {lane[best], static_cast<double>(best)};
+}
+
 TEST_P(Reduce, Sum) {
   for (const auto& c : dims_cases()) {
     for (bool keepdim : {false, true}) {
@@ -79,6 +88,46 @@ TEST_P(Reduce, Mean) {
   }
 }
 
+TEST_P(Reduce, RandomShapesAndDims) {
+  for (int trial = 0; trial < 30; ++trial) {
+    Shape shape = random_shape(rng, 1, 4, 5, 0.1);
+    const int64_t ndim = static_cast<int64_t>(shape.size());
+    // A random non-empty subset of dims, some written negative; sometimes {} (all dims).
+    Shape dims;
+    for (int64_t d = 0; d < ndim; ++d) {
+      if (std::bernoulli_distribution(0.4)(rng)) dims.push_back(std::bernoulli_distribution(0.5)(rng) ? d - ndim : d);
+    }
+    bool keepdim = std::bernoulli_distribution(0.5)(rng);
+    Layout layout = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dims " + shape_str(dims) +
+                 (keepdim ? " keepdim " : " ") + layout_name(layout));
+    NDArray a = grid_random(shape, rng);
+    Tensor x = input(a, layout);
+    NDArray mag = reduce_dims(map(a, [](double v) { return std::fabs(v); }), dims, keepdim, sum_of);
+    EXPECT_CLOSE(st::sum(x, dims, keepdim), reduce_dims(a, dims, keepdim, sum_of), tol(), &mag);
+    int64_t dim = std::uniform_int_distribution<int64_t>(-ndim, ndim - 1)(rng);
+    if (shape[wrap(dim, ndim)] > 0) {  // max over an empty dim is an error, as in PyTorch
+      SCOPED_TRACE("max over dim " + std::to_string(dim));
+      auto [values, indices] = st::max(x, dim, keepdim);
+      EXPECT_EXACT(values, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) { return extreme(v, true).first; }));
+      EXPECT_EXACT(indices, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) { return extreme(v, true).second; }));
+    }
+  }
+}
+
+TEST_P(Reduce, ExpandedInput) {
+  // Stride-0 dims: every element of a broadcast row counts.
+  NDArray small = grid_random({3, 1}, rng);
+  NDArray full = broadcast_to(small, {2, 3, 4});
+  Tensor x = input(small).expand({2, 3, 4});
+  EXPECT_CLOSE(st::sum(x, {0, 2}), reduce_dims(full, {0, 2}, false, sum_of), tol());
+  EXPECT_CLOSE(st::mean(x), reduce_dims(full, {}, false, [](const std::vector<double>& v) { return sum_of(v) / 24; }),
+               tol());
+  auto [values, indices] = st::max(x, 2);
+  EXPECT_EXACT(values, reduce_dims(full, {2}, false, [](const std::vector<double>& v) { return extreme(v, true).first; }));
+  EXPECT_EXACT(indices, NDArray({2, 3}, 0.0));  // all equal: the first index
+}
+
 TEST_P(Reduce, LargeSumAndMean) {
   // 100k elements: the parallel path. Values on a 2^-9 grid in [0, 0.5] keep every partial sum
   // (< 2^15) exact in f32, so an f32 accumulator in any order is exact and the sum fits f16.
@@ -90,15 +139,6 @@ TEST_P(Reduce, LargeSumAndMean) {
   NDArray b = grid_random({300, 400}, rng);
   NDArray mag = reduce_dims(map(b, [](double v) { return std::fabs(v); }), {0}, false, sum_of);
   EXPECT_CLOSE(st::sum(input(b, Layout::Transposed), {0}), reduce_dims(b, {0}, false, sum_of), tol(), &mag);
-}
-
-// Values and first index of the extreme along one lane.
-std::pair<double, double> extreme(const std::vector<double>& lane, bool want_max) {
-  size_t best = 0;
-  for (size_t i = 1; i < lane.size(); ++i) {
-    if (want_max ? lane[i] > lane[best] : lane[i] < lane[best]) best = i;
-  }
-  return {lane[best], static_cast<double>(best)};
 }
 
 TEST_P(Reduce, MaxMinWithIndices) {

@@ -3,6 +3,7 @@
 // bool, remembering which so that `int_tensor + 2` stays integral as in PyTorch.
 
 #include <cstdint>
+#include <limits>
 #include <ostream>
 #include <type_traits>
 
@@ -26,10 +27,18 @@ class Scalar {
   Kind kind() const { return kind_; }
   bool is_floating() const { return kind_ == Kind::Float; }
   double to_double() const { return kind_ == Kind::Float ? d_ : static_cast<double>(i_); }
-  int64_t to_int() const { return kind_ == Kind::Float ? static_cast<int64_t>(d_) : i_; }
+  int64_t to_int() const { return to<int64_t>(); }
   template <typename T> T to() const {
     if constexpr (std::is_same_v<T, bool>) return kind_ == Kind::Float ? d_ != 0 : i_ != 0;
-    else if constexpr (std::is_integral_v<T>) return static_cast<T>(to_int());
+    else if constexpr (std::is_integral_v<T>) {
+      if (kind_ != Kind::Float) return static_cast<T>(i_);
+      // Saturate: converting NaN or an out-of-range double to an integer is undefined.
+      constexpr double lowest = static_cast<double>(std::numeric_limits<T>::lowest());
+      if (d_ != d_) return 0;
+      if (d_ <= lowest) return std::numeric_limits<T>::lowest();
+      if (d_ >= -lowest) return std::numeric_limits<T>::max();
+      return static_cast<T>(d_);
+    }
     else return T(static_cast<compute_t<T>>(to_double()));
   }
   // The dtype a tensor made of this scalar alone would have: float32, int64 or bool.

@@ -107,7 +107,7 @@ class Tensor {
   Tensor& set_requires_grad(bool requires_grad = true);  // leaves only
   Tensor grad() const;                                    // undefined until backward reaches it
   void set_grad(const Tensor& grad) const;
-  void zero_grad() const;
+  void zero_grad() const;  // zeroes .grad in place, when there is one
   bool is_leaf() const;
   void retain_grad() const;
   const std::shared_ptr<autograd::Node>& grad_fn() const;

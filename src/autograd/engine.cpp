@@ -62,6 +62,8 @@ Grads FunctionNode::apply(const Grads& grad_outputs) {
 }
 
 void FunctionNode::release() {
+  // A rule that saved nothing stays usable, so such graphs can run backward again, as in PyTorch.
+  if (saved_versions_.empty()) return;
   fn_ = nullptr;  // drops the captured tensors
   saved_versions_.clear();
   released_ = true;

@@ -83,9 +83,9 @@ class AccumulateGrad final : public Node {
 bool needs_grad(std::initializer_list<Tensor> inputs);
 bool needs_grad(const std::vector<Tensor>& inputs);
 
-// Makes `outputs` the outputs of a new node `name` whose gradient rule is `fn`. `saved` lists the
-// tensors fn captured, so that an in-place change to any of them is caught at backward time. Call
-// only when needs_grad(inputs).
+// Makes `outputs` the outputs of a new node `name` whose gradient rule is `fn`. `saved` must list
+// every tensor fn captured: an in-place change to any of them is caught at backward time, and they
+// are freed after a backward without retain_graph. Call only when needs_grad(inputs).
 void record(std::string name, const std::vector<Tensor>& inputs, const std::vector<Tensor>& outputs,
             BackwardFn fn, const std::vector<Tensor>& saved = {});
 

@@ -4,8 +4,9 @@
 // operands. A kernel a backend lacks throws NotImplementedError naming op and backend.
 //
 // Conventions for every kernel below:
-// - all tensors are on this backend's device; outputs are freshly allocated and contiguous unless
-//   said otherwise; inputs may have any strides (0 for broadcast dims) and any storage offset;
+// - all tensors are on this backend's device; outputs are contiguous unless said otherwise, and an
+//   elementwise output may be the very tensor of an input (in-place ops); inputs may have any
+//   strides (0 for broadcast dims) and any storage offset;
 // - elementwise operands have the output's shape and, unless said otherwise, its dtype;
 // - f16 and bf16 are computed in f32.
 
@@ -59,8 +60,14 @@ class Backend {
   virtual void fill(const Tensor& dst, const Scalar& value);
   // dst[i] = start + i * step, dst contiguous 1-D.
   virtual void arange(const Tensor& dst, double start, double step);
-  // Philox4x32-10 streams: element i of dst (contiguous) uses counter (offset + i / 4, lane i % 4)
-  // under key `seed`, so every backend draws the same numbers for the same seed and offset.
+  // Philox4x32-10 streams (philox.h): element i of dst (contiguous) uses counter offset + i / 4 and
+  // output lane i % 4 under key `seed`, so every backend draws the same numbers for the same seed and
+  // offset. A lane x becomes u = philox_unit(x, b) = (x >> (32 - b)) * 2^-b, b being the dtype's
+  // significand bits (24 for f32 and f64, 11 for f16, 8 for bf16, so that u never rounds to 1);
+  // uniform gives low + (high - low) u.
+  // normal pairs lanes (0, 1) and (2, 3) of one counter by Box-Muller with b = 24:
+  // r = sqrt(-2 ln(1 - u_even)); the even lane takes r cos(2 pi u_odd), the odd lane r sin(2 pi u_odd);
+  // then mean + stddev * that.
   virtual void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset);
   virtual void normal(const Tensor& dst, double mean, double stddev, uint64_t seed, uint64_t offset);
 

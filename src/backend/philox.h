@@ -39,9 +39,11 @@ ST_HOST_DEVICE inline Philox4x32 philox4x32_10(uint64_t counter, uint64_t seed) 
   return {{c0, c1, c2, c3}};
 }
 
-// The top 24 bits of x as a uniform number in [0, 1), exact in f32 and f64 alike.
-ST_HOST_DEVICE inline float philox_unit(uint32_t x) {
-  return static_cast<float>(x >> 8) * (1.0f / 16777216.0f);
+// The top `bits` bits of x as a uniform number in [0, 1). With bits at most the significand width
+// of the output dtype (24 for f32 and f64, 11 for f16, 8 for bf16) every value is exact there, so
+// none rounds up to 1.
+ST_HOST_DEVICE inline float philox_unit(uint32_t x, int bits = 24) {
+  return static_cast<float>(x >> (32 - bits)) * (1.0f / static_cast<float>(1u << bits));
 }
 
 }  // namespace st::backend

@@ -1,7 +1,5 @@
 #include "spiraltorch/dtype.h"
 
-#include <cmath>
-
 #include "spiraltorch/error.h"
 #include "spiraltorch/scalar.h"
 
@@ -56,51 +54,6 @@ DType promote_types(DType a, DType b) {
 }
 
 std::ostream& operator<<(std::ostream& out, DType dtype) { return out << dtype_name(dtype); }
-
-// Round-to-nearest-even conversion between binary32 and binary16, subnormals included.
-Half::Half(float value) {
-  uint32_t f;
-  std::memcpy(&f, &value, 4);
-  const uint32_t sign = (f >> 16) & 0x8000u;
-  const uint32_t abs = f & 0x7fffffffu;
-  if (abs >= 0x7f800000u) {  // Inf or NaN
-    bits = static_cast<uint16_t>(sign | 0x7c00u | (abs > 0x7f800000u ? 0x200u : 0u));
-    return;
-  }
-  if (abs >= 0x477ff000u) {  // rounds to >= 65520: overflow to Inf
-    bits = static_cast<uint16_t>(sign | 0x7c00u);
-    return;
-  }
-  if (abs < 0x38800000u) {  // below the smallest normal half (2^-14): subnormal or zero
-    float magnitude;
-    std::memcpy(&magnitude, &abs, 4);
-    // Scaling by 2^24 puts the half subnormal's integer mantissa in the float's integer part;
-    // nearbyint rounds it to nearest even.
-    bits = static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(magnitude * 16777216.0f)));
-    return;
-  }
-  uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
-  bits = static_cast<uint16_t>(sign | ((rounded - 0x38000000u) >> 13));
-}
-
-Half::operator float() const {
-  const uint32_t sign = static_cast<uint32_t>(bits & 0x8000u) << 16;
-  const uint32_t exponent = (bits >> 10) & 0x1fu;
-  const uint32_t mantissa = bits & 0x3ffu;
-  uint32_t f;
-  if (exponent == 0x1f) {
-    f = sign | 0x7f800000u | (mantissa << 13);
-  } else if (exponent == 0) {
-    float value = static_cast<float>(mantissa) * 5.9604644775390625e-08f;  // mantissa * 2^-24
-    std::memcpy(&f, &value, 4);
-    f |= sign;
-  } else {
-    f = sign | ((exponent + 112) << 23) | (mantissa << 13);
-  }
-  float out;
-  std::memcpy(&out, &f, 4);
-  return out;
-}
 
 DType Scalar::dtype() const {
   switch (kind_) {

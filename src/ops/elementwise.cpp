@@ -45,13 +45,17 @@ Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, D
   return out;
 }
 
-Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
-  DType dtype = ops::result_type(a, b);
-  ST_CHECK(dtype != DType::Bool || op == BinaryOp::Maximum || op == BinaryOp::Minimum || is_comparison(op) ||
+// The dtype op computes in, from the promoted operand dtype: division is always floating point.
+DType compute_dtype(BinaryOp op, const char* name, DType promoted) {
+  ST_CHECK(promoted != DType::Bool || op == BinaryOp::Maximum || op == BinaryOp::Minimum || is_comparison(op) ||
                op == BinaryOp::Mul || op == BinaryOp::Add,
            DTypeError, "[", name, "] is not defined for bool tensors");
-  if (op == BinaryOp::Div) dtype = ops::float_type(dtype);
-  return binary(op, name, a, b, dtype);
+  return op == BinaryOp::Div ? ops::float_type(promoted) : promoted;
+}
+
+Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b) {
+  ops::check_defined(name, {&a, &b});
+  return binary(op, name, a, b, compute_dtype(op, name, ops::result_type(a, b)));
 }
 
 // The scalar as a 0-dim tensor of the dtype the op computes in.
@@ -61,8 +65,7 @@ Tensor wrap(const Tensor& like, const Scalar& s, DType dtype) {
 
 Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
   ops::check_defined(name, {&a});
-  DType dtype = ops::result_type(a, b);
-  if (op == BinaryOp::Div) dtype = ops::float_type(dtype);
+  const DType dtype = compute_dtype(op, name, ops::result_type(a, b));
   return binary(op, name, a, wrap(a, b, dtype), dtype);
 }
 
@@ -124,18 +127,43 @@ Tensor in_place_source(const Tensor& self) {
   return self.requires_grad() && is_grad_enabled() ? self.clone() : self;
 }
 
+// self = op(self, other) written straight into self by one kernel, when no graph is recorded and self
+// can hold the result as it is; otherwise computed out of place and assigned.
+Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tensor& other) {
+  ops::check_defined(name, {&self, &other});
+  const bool records = is_grad_enabled() && (self.requires_grad() || other.requires_grad());
+  const DType dtype = compute_dtype(op, name, ops::result_type(self, other));
+  // An `other` that overlaps self in another layout would be read after being overwritten.
+  const bool aliases = other.storage() == self.storage() &&
+                       (other.strides() != self.strides() || other.offset() != self.offset());
+  if (!records && !aliases && dtype == self.dtype() && self.is_contiguous() && other.device() == self.device() &&
+      broadcast_shapes(self.shape(), other.shape(), name) == self.shape()) {
+    if (self.numel() > 0)
+      backend_of(self).binary(op, self, self, ops::broadcast_view(other.to(dtype), self.shape()));
+    self.storage()->bump_version();
+    return self;
+  }
+  return assign_in_place(name, self, binary(op, name, in_place_source(self), other));
+}
+
+Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Scalar& other) {
+  ops::check_defined(name, {&self});
+  return binary_in_place(op, name, self, wrap(self, other, compute_dtype(op, name, ops::result_type(self, other))));
+}
+
+// a op alpha * b. The product is kept in f32 for 16-bit floats so that the sum is rounded once.
+Tensor add_scaled(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, const Scalar& alpha) {
+  if (alpha.kind() != Scalar::Kind::Float && alpha.to_int() == 1) return binary(op, name, a, b);
+  ops::check_defined(name, {&a, &b});
+  const DType dtype = ops::result_type(a, b);
+  if (dtype != DType::Float16 && dtype != DType::BFloat16) return binary(op, name, a, mul(b, alpha));
+  return binary(op, name, a.to(DType::Float32), mul(b.to(DType::Float32), alpha)).to(dtype);
+}
+
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) {
-  if (alpha.to_double() == 1 && alpha.kind() != Scalar::Kind::Float) return binary(BinaryOp::Add, "add", a, b);
-  return binary(BinaryOp::Add, "add", a, mul(b, alpha));
-}
-Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) {
-  ST_CHECK(a.dtype() != DType::Bool && b.dtype() != DType::Bool, DTypeError,
-           "[sub] is not defined for bool tensors; use logical ops");
-  if (alpha.to_double() == 1 && alpha.kind() != Scalar::Kind::Float) return binary(BinaryOp::Sub, "sub", a, b);
-  return binary(BinaryOp::Sub, "sub", a, mul(b, alpha));
-}
+Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) { return add_scaled(BinaryOp::Add, "add", a, b, alpha); }
+Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) { return add_scaled(BinaryOp::Sub, "sub", a, b, alpha); }
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, "mul", a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, "div", a, b); }
 Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, "pow", a, b); }
@@ -143,11 +171,7 @@ Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maxim
 Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, "minimum", a, b); }
 
 Tensor add(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Add, "add", a, b); }
-Tensor sub(const Tensor& a, const Scalar& b) {
-  ops::check_defined("sub", {&a});
-  ST_CHECK(a.dtype() != DType::Bool, DTypeError, "[sub] is not defined for bool tensors");
-  return binary(BinaryOp::Sub, "sub", a, b);
-}
+Tensor sub(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Sub, "sub", a, b); }
 Tensor mul(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Mul, "mul", a, b); }
 Tensor div(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Div, "div", a, b); }
 
@@ -210,15 +234,18 @@ Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
 }
 
 Tensor& Tensor::add_(const Tensor& other, const Scalar& alpha) {
+  const bool unit = alpha.kind() != Scalar::Kind::Float && alpha.to_int() == 1;
+  if (unit || (dtype() != DType::Float16 && dtype() != DType::BFloat16))
+    return binary_in_place(BinaryOp::Add, "add_", *this, unit ? other : mul(other, alpha));
   return assign_in_place("add_", *this, add(in_place_source(*this), other, alpha));
 }
-Tensor& Tensor::add_(const Scalar& other) { return assign_in_place("add_", *this, add(in_place_source(*this), other)); }
-Tensor& Tensor::sub_(const Tensor& other) { return assign_in_place("sub_", *this, sub(in_place_source(*this), other)); }
-Tensor& Tensor::sub_(const Scalar& other) { return assign_in_place("sub_", *this, sub(in_place_source(*this), other)); }
-Tensor& Tensor::mul_(const Tensor& other) { return assign_in_place("mul_", *this, mul(in_place_source(*this), other)); }
-Tensor& Tensor::mul_(const Scalar& other) { return assign_in_place("mul_", *this, mul(in_place_source(*this), other)); }
-Tensor& Tensor::div_(const Tensor& other) { return assign_in_place("div_", *this, div(in_place_source(*this), other)); }
-Tensor& Tensor::div_(const Scalar& other) { return assign_in_place("div_", *this, div(in_place_source(*this), other)); }
+Tensor& Tensor::add_(const Scalar& other) { return binary_in_place(BinaryOp::Add, "add_", *this, other); }
+Tensor& Tensor::sub_(const Tensor& other) { return binary_in_place(BinaryOp::Sub, "sub_", *this, other); }
+Tensor& Tensor::sub_(const Scalar& other) { return binary_in_place(BinaryOp::Sub, "sub_", *this, other); }
+Tensor& Tensor::mul_(const Tensor& other) { return binary_in_place(BinaryOp::Mul, "mul_", *this, other); }
+Tensor& Tensor::mul_(const Scalar& other) { return binary_in_place(BinaryOp::Mul, "mul_", *this, other); }
+Tensor& Tensor::div_(const Tensor& other) { return binary_in_place(BinaryOp::Div, "div_", *this, other); }
+Tensor& Tensor::div_(const Scalar& other) { return binary_in_place(BinaryOp::Div, "div_", *this, other); }
 Tensor& Tensor::neg_() { return assign_in_place("neg_", *this, st::neg(in_place_source(*this))); }
 Tensor& Tensor::exp_() { return assign_in_place("exp_", *this, st::exp(in_place_source(*this))); }
 Tensor& Tensor::relu_() { return assign_in_place("relu_", *this, st::relu(in_place_source(*this))); }

@@ -26,18 +26,23 @@ Tensor finish(Tensor t, const TensorOptions& options) {
 
 Tensor empty(const Shape& shape, const TensorOptions& options) {
   check_requires_grad_dtype("empty", options);
-  return finish(new_tensor(shape, options.dtype, options.device), options);
+  return finish(new_tensor(shape, options.dtype, options.device, "empty"), options);
 }
 
-Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& options) {
-  check_requires_grad_dtype("full", options);
-  Tensor t = new_tensor(shape, options.dtype, options.device);
+namespace {
+Tensor filled(const char* op, const Shape& shape, const Scalar& value, const TensorOptions& options) {
+  check_requires_grad_dtype(op, options);
+  Tensor t = new_tensor(shape, options.dtype, options.device, op);
   if (t.numel() > 0) backend_of(t).fill(t, value);
   return finish(t, options);
 }
+}  // namespace
 
-Tensor zeros(const Shape& shape, const TensorOptions& options) { return full(shape, 0, options); }
-Tensor ones(const Shape& shape, const TensorOptions& options) { return full(shape, 1, options); }
+Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& options) {
+  return filled("full", shape, value, options);
+}
+Tensor zeros(const Shape& shape, const TensorOptions& options) { return filled("zeros", shape, 0, options); }
+Tensor ones(const Shape& shape, const TensorOptions& options) { return filled("ones", shape, 1, options); }
 Tensor empty_like(const Tensor& t) { return empty(t.shape(), {t.dtype(), t.device()}); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
@@ -57,7 +62,7 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::o
   ST_CHECK(count < 9.0e18, ShapeError, "[arange] ", count, " elements is too many");
   TensorOptions opts = options.value_or(TensorOptions{
       start.is_floating() || end.is_floating() || step.is_floating() ? kDefaultFloat : DType::Int64});
-  Tensor t = new_tensor({static_cast<int64_t>(count)}, opts.dtype, opts.device);
+  Tensor t = new_tensor({static_cast<int64_t>(count)}, opts.dtype, opts.device, "arange");
   if (t.numel() > 0) backend_of(t).arange(t, s, d);
   return finish(t, opts);
 }
@@ -83,7 +88,7 @@ std::pair<uint64_t, uint64_t> reserve_counters(DeviceType type, int64_t n) {
 Tensor random(const char* op, const Shape& shape, const TensorOptions& options, bool normal) {
   ST_CHECK(is_floating(options.dtype), DTypeError, "[", op, "] expected a floating-point dtype, got ",
            options.dtype);
-  Tensor t = new_tensor(shape, options.dtype, options.device);
+  Tensor t = new_tensor(shape, options.dtype, options.device, op);
   if (t.numel() == 0) return finish(t, options);
   auto [seed, offset] = reserve_counters(options.device.type, t.numel());
   if (normal) backend_of(t).normal(t, 0.0, 1.0, seed, offset);
@@ -105,7 +110,7 @@ Tensor randn_like(const Tensor& t) { return randn(t.shape(), {t.dtype(), t.devic
 template <typename T>
 Tensor from_buffer(const T* data, const Shape& shape, const TensorOptions& options) {
   check_requires_grad_dtype("from_buffer", options);
-  Tensor host = new_tensor(shape, dtype_of<T>(), kCPU);
+  Tensor host = new_tensor(shape, dtype_of<T>(), kCPU, "from_buffer");
   if (host.numel() > 0) backend_of(host).copy_from_host(host, data);
   Tensor t = host.to(options.device, options.dtype);
   if (t.is_same(host)) t = t.detach();

@@ -6,14 +6,20 @@
 
 namespace st::ops {
 
-Tensor new_tensor(const Shape& shape, DType dtype, Device device) {
-  const int64_t numel = shape_numel(shape);
+Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op) {
+  int64_t numel = 1;
+  for (int64_t s : shape) {
+    ST_CHECK(s >= 0, ShapeError, "[", op, "] negative size in shape ", shape);
+    ST_CHECK(s == 0 || numel <= INT64_MAX / s, ShapeError, "[", op, "] the number of elements of shape ", shape,
+             " overflows int64");
+    numel *= s;
+  }
   const size_t itemsize = dtype_size(dtype);
-  ST_CHECK(numel <= static_cast<int64_t>(SIZE_MAX / 2 / itemsize), ShapeError, "[empty] a tensor of shape ",
+  ST_CHECK(numel <= static_cast<int64_t>(SIZE_MAX / 2 / itemsize), ShapeError, "[", op, "] a tensor of shape ",
            shape, " and dtype ", dtype, " is too large to allocate");
   const size_t nbytes = static_cast<size_t>(numel) * itemsize;
   backend::Backend& be = backend::backend_for(device);
-  ST_CHECK(device.index >= 0 && device.index < be.device_count(), DeviceError, "[empty] device ", device,
+  ST_CHECK(device.index >= 0 && device.index < be.device_count(), DeviceError, "[", op, "] device ", device,
            " does not exist; this machine has ", be.device_count(), " ", device_type_name(device.type),
            " device(s)");
   void* data = be.allocate(nbytes, device.index);

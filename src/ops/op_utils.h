@@ -9,8 +9,9 @@
 
 namespace st::ops {
 
-// A new uninitialized contiguous tensor; allocates through the device's backend.
-Tensor new_tensor(const Shape& shape, DType dtype, Device device);
+// A new uninitialized contiguous tensor; allocates through the device's backend. `op` names the
+// caller in errors about the shape or device.
+Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op = "empty");
 inline Tensor new_like(const Tensor& t, std::optional<DType> dtype = std::nullopt) {
   return new_tensor(t.shape(), dtype.value_or(t.dtype()), t.device());
 }

@@ -17,6 +17,13 @@ Tensor Tensor::relu() const { return st::relu(*this); }
 Tensor Tensor::pow(const Scalar& exponent) const { return st::pow(*this, exponent); }
 Tensor Tensor::matmul(const Tensor& other) const { return st::matmul(*this, other); }
 
+void Tensor::zero_grad() const {
+  if (Tensor g = grad(); g.defined()) {
+    NoGradGuard no_grad;
+    g.zero_();
+  }
+}
+
 namespace {
 // This tensor's values as a contiguous CPU tensor outside the graph.
 Tensor host_copy(const Tensor& t) {

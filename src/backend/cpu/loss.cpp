@@ -1,7 +1,7 @@
-// Cross-entropy over [N, C] logits with integer class targets: the fused log-softmax + nll forward, which
-// saves logsumexp per row (f32) for the backward. Targets are read and validated serially before the
-// parallel loops, so that the IndexError is thrown outside OpenMP regions. Row sums accumulate in
-// compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
+// Cross-entropy over [N, C] logits with integer class targets: the fused log-softmax + nll forward,
+// which saves logsumexp per row (f32) for the backward. Targets are read and validated serially
+// before the parallel loops, so that the IndexError is thrown outside OpenMP regions. Row sums
+// accumulate in compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
 
 #include <algorithm>
 #include <cmath>
@@ -15,7 +15,8 @@
 namespace st::backend::cpu {
 namespace {
 
-// A 1-D tensor of any dtype and stride (targets, or a gradient broadcast from a mean) as values of type V.
+// A 1-D tensor of any dtype and stride (targets, or a gradient broadcast from a mean) as values of
+// type V.
 template <typename V>
 std::vector<V> read_vector(const Tensor& t) {
   std::vector<V> v(t.numel());
@@ -37,6 +38,23 @@ std::vector<int64_t> read_targets(const Tensor& target, int64_t classes, int64_t
   return t;
 }
 
+// logsumexp of a row as max + log(sum(exp(x - max))), the two parts kept apart.
+template <typename C>
+struct LogSumExp {
+  C max, log_sum;
+};
+
+template <typename T, typename C = compute_t<T>>
+LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
+  C hi = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : hi)
+  for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
+  C sum = 0;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
+  return {hi, std::log(sum)};
+}
+
 template <typename T>
 void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                          const std::vector<int64_t>& target, int64_t ignore_index) {
@@ -48,23 +66,19 @@ void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& lo
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* x = src + r * cols;
-      C hi = -std::numeric_limits<C>::infinity();
-#pragma omp simd reduction(max : hi)
-      for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
-      C sum = 0;
-#pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
-      const C log_sum = std::log(sum);
-      lse_out[r] = static_cast<float>(hi + log_sum);
+      const LogSumExp<C> l = row_logsumexp(x, cols);
+      lse_out[r] = static_cast<float>(l.max + l.log_sum);
       // (max - x[t]) + log(sum): no cancellation against a large max.
-      loss_out[r] = target[r] == ignore_index ? T(C(0)) : T((hi - static_cast<C>(x[target[r]])) + log_sum);
+      const int64_t t = target[r];
+      loss_out[r] = t == ignore_index ? T(C(0)) : T((l.max - static_cast<C>(x[t])) + l.log_sum);
     }
   });
 }
 
 template <typename T>
-void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
-                                  const Tensor& lse, const std::vector<int64_t>& target, int64_t ignore_index) {
+void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_loss,
+                                  const Tensor& logits, const Tensor& lse,
+                                  const std::vector<int64_t>& target, int64_t ignore_index) {
   using C = compute_t<T>;
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   const std::vector<C> grad = read_vector<C>(grad_loss);
@@ -79,7 +93,13 @@ void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_
         std::fill(g, g + cols, T(C(0)));
         continue;
       }
-      const C row_lse = lses[r], scale = grad[r];
+      // The saved lse is f32; f64 logits recompute theirs so that f64 gradients keep f64 accuracy.
+      C row_lse = lses[r];
+      if constexpr (std::is_same_v<T, double>) {
+        const LogSumExp<C> l = row_logsumexp(x, cols);
+        row_lse = l.max + l.log_sum;
+      }
+      const C scale = grad[r];
       for (int64_t c = 0; c < cols; ++c) g[c] = T(std::exp(static_cast<C>(x[c]) - row_lse) * scale);
       // The target's entry again from its probability, not from the rounded value just stored.
       const int64_t t = target[r];
@@ -93,23 +113,28 @@ constexpr bool kFloating = std::is_floating_point_v<compute_t<T>>;
 
 }  // namespace
 
-void CpuBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                               int64_t ignore_index) {
+void CpuBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                               const Tensor& target, int64_t ignore_index) {
   const std::vector<int64_t> t = read_targets(target, logits.shape()[1], ignore_index);
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (kFloating<T>) cross_entropy_typed<T>(loss, lse, logits, t, ignore_index);
-    else not_implemented("cross_entropy");
+    if constexpr (kFloating<T>)
+      cross_entropy_typed<T>(loss, lse, logits, t, ignore_index);
+    else
+      not_implemented("cross_entropy");
   });
 }
 
-void CpuBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
-                                        const Tensor& lse, const Tensor& target, int64_t ignore_index) {
+void CpuBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
+                                        const Tensor& logits, const Tensor& lse,
+                                        const Tensor& target, int64_t ignore_index) {
   const std::vector<int64_t> t = read_targets(target, logits.shape()[1], ignore_index);
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (kFloating<T>) cross_entropy_backward_typed<T>(grad_logits, grad_loss, logits, lse, t, ignore_index);
-    else not_implemented("cross_entropy_backward");
+    if constexpr (kFloating<T>)
+      cross_entropy_backward_typed<T>(grad_logits, grad_loss, logits, lse, t, ignore_index);
+    else
+      not_implemented("cross_entropy_backward");
   });
 }
 

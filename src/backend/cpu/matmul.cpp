@@ -1,6 +1,7 @@
-// Batched matmul on the CPU: f32 and f64 through OpenBLAS (cblas_?gemm per batch), f16 and bf16 converted
-// to f32 scratch around sgemm, int32/int64 by a plain loop. out is contiguous [B, M, N]; a and b are read in
-// place whenever BLAS can describe their layout, otherwise packed into contiguous scratch first.
+// Batched matmul on the CPU: f32 and f64 through OpenBLAS (cblas_?gemm per batch), f16 and bf16
+// converted to f32 scratch around sgemm, int32/int64 by a plain loop. out is contiguous [B, M, N];
+// a and b are read in place whenever BLAS can describe their layout, otherwise packed into
+// contiguous scratch first.
 
 #include <cblas.h>
 
@@ -15,8 +16,9 @@
 namespace st::backend::cpu {
 namespace {
 
-// OpenBLAS runs a GEMM of fewer multiply-adds than this on the calling thread alone (SMP_THRESHOLD_MIN
-// times GEMM_MULTITHREAD_THRESHOLD); batches of such small matrices are spread over our threads instead.
+// OpenBLAS runs a GEMM of fewer multiply-adds than this on the calling thread alone
+// (SMP_THRESHOLD_MIN times GEMM_MULTITHREAD_THRESHOLD); batches of such small matrices are spread
+// over our threads instead.
 constexpr int64_t kBlasSingleThreaded = 65536 * 4;
 
 // One operand as a batch of rows x cols matrices.
@@ -30,15 +32,15 @@ Operand operand_of(const Tensor& t) {
   return {t.data_ptr(), t.shape()[1], t.shape()[2], s[0], s[1], s[2]};
 }
 
-// How cblas in row-major mode reads a matrix in place: transposed or not, and its leading dimension.
+// How row-major cblas reads a matrix in place: transposed or not, and the leading dimension.
 struct BlasLayout {
   bool usable = false;
   CBLAS_TRANSPOSE trans = CblasNoTrans;
   int64_t ld = 1;
 };
 
-// The dims of size 1 may have any stride; a zero or overlapping stride elsewhere needs a copy, since
-// BLAS requires ld >= max(1, columns of the stored matrix).
+// The dims of size 1 may have any stride; a zero or overlapping stride elsewhere needs a copy,
+// since BLAS requires ld >= max(1, columns of the stored matrix).
 BlasLayout blas_layout(const Operand& m) {
   BlasLayout l;
   if (m.col_stride == 1 && (m.rows == 1 || m.row_stride >= std::max<int64_t>(1, m.cols)))
@@ -54,7 +56,7 @@ D convert(S v) {
   return D(static_cast<compute_t<D>>(static_cast<compute_t<S>>(v)));
 }
 
-// Copies an operand into contiguous row-major scratch of type D; a batch stride of 0 stays one matrix.
+// Copies an operand into contiguous row-major scratch of type D (one matrix if batch stride 0).
 template <typename D, typename S>
 std::vector<D> pack(Operand& m, int64_t batches) {
   if (m.batch_stride == 0) batches = 1;
@@ -76,10 +78,11 @@ void gemm(CBLAS_TRANSPOSE ta, CBLAS_TRANSPOSE tb, int64_t m, int64_t n, int64_t 
           const T* a, int64_t lda, const T* b, int64_t ldb, double beta, T* c, int64_t ldc) {
   const auto i = [](int64_t v) { return static_cast<blasint>(v); };
   if constexpr (std::is_same_v<T, float>)
-    cblas_sgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), static_cast<float>(alpha), a, i(lda), b, i(ldb),
-                static_cast<float>(beta), c, i(ldc));
+    cblas_sgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), static_cast<float>(alpha), a, i(lda), b,
+                i(ldb), static_cast<float>(beta), c, i(ldc));
   else
-    cblas_dgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), alpha, a, i(lda), b, i(ldb), beta, c, i(ldc));
+    cblas_dgemm(CblasRowMajor, ta, tb, i(m), i(n), i(k), alpha, a, i(lda), b, i(ldb), beta, c,
+                i(ldc));
 }
 
 // out [B, M, N] = alpha * a @ b + beta * out with T = float or double.
@@ -99,8 +102,8 @@ void gemm_batched(T* out, Operand a, Operand b, int64_t batches, double alpha, d
   const T* pa = static_cast<const T*>(a.data);
   const T* pb = static_cast<const T*>(b.data);
   const auto one = [&](int64_t i) {
-    gemm<T>(la.trans, lb.trans, m, n, k, alpha, pa + i * a.batch_stride, la.ld, pb + i * b.batch_stride,
-            lb.ld, beta, out + i * m * n, std::max<int64_t>(1, n));
+    gemm<T>(la.trans, lb.trans, m, n, k, alpha, pa + i * a.batch_stride, la.ld,
+            pb + i * b.batch_stride, lb.ld, beta, out + i * m * n, std::max<int64_t>(1, n));
   };
   if (batches > 1 && m * n * k < kBlasSingleThreaded) {
     parallel_for(batches, m * n * k, [&](int64_t b0, int64_t e) {
@@ -130,7 +133,8 @@ void gemm_half(T* out, Operand a, Operand b, int64_t batches, double alpha, doub
 
 // Integers: not performance critical; exact in int64, then wrapped to T as torch does.
 template <typename T>
-void matmul_integer(T* out, const Operand& a, const Operand& b, int64_t batches, double alpha, double beta) {
+void matmul_integer(T* out, const Operand& a, const Operand& b, int64_t batches, double alpha,
+                    double beta) {
   const int64_t m = a.rows, k = a.cols, n = b.cols;
   const T* pa = static_cast<const T*>(a.data);
   const T* pb = static_cast<const T*>(b.data);
@@ -147,7 +151,8 @@ void matmul_integer(T* out, const Operand& a, const Operand& b, int64_t batches,
       }
       T* c = out + row * n;
       for (int64_t j = 0; j < n; ++j)
-        c[j] = static_cast<T>(ialpha * acc[j] + (ibeta == 0 ? 0 : ibeta * static_cast<int64_t>(c[j])));
+        c[j] =
+            static_cast<T>(ialpha * acc[j] + (ibeta == 0 ? 0 : ibeta * static_cast<int64_t>(c[j])));
     }
   });
 }
@@ -157,15 +162,20 @@ template <typename T>
 void scale_out(T* out, int64_t size, double beta) {
   parallel_for(size, 1, [&](int64_t s, int64_t e) {
     for (int64_t i = s; i < e; ++i) {
-      if constexpr (std::is_same_v<T, bool>) out[i] = beta != 0 && out[i];
-      else out[i] = beta == 0 ? T(0) : T(static_cast<compute_t<T>>(beta * static_cast<double>(out[i])));
+      if constexpr (std::is_same_v<T, bool>)
+        out[i] = beta != 0 && out[i];
+      else
+        out[i] =
+            beta == 0 ? T(0) : T(static_cast<compute_t<T>>(beta * static_cast<double>(out[i])));
     }
   });
 }
 
 }  // namespace
 
-void CpuBackend::matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) {
+void CpuBackend::matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                        double beta) {
+  ST_ASSERT(a.dtype() == out.dtype() && b.dtype() == out.dtype());
   const Operand oa = operand_of(a), ob = operand_of(b);
   const int64_t batches = out.shape()[0], m = oa.rows, k = oa.cols, n = ob.cols;
   if (batches == 0 || m == 0 || n == 0) return;

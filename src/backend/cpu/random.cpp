@@ -24,6 +24,10 @@ void for_each_draw(int64_t n, uint64_t seed, uint64_t offset, Draw draw) {
   });
 }
 
+int significand_bits(DType dtype) {
+  return dtype == DType::Float16 ? 11 : dtype == DType::BFloat16 ? 8 : 24;
+}
+
 }  // namespace
 
 void CpuBackend::uniform(const Tensor& dst, double low, double high, uint64_t seed,
@@ -36,8 +40,9 @@ void CpuBackend::uniform(const Tensor& dst, double low, double high, uint64_t se
     } else {
       T* d = static_cast<T*>(dst.data_ptr());
       const C lo = static_cast<C>(low), span = static_cast<C>(high) - lo;
+      const int bits = significand_bits(dst.dtype());
       for_each_draw(dst.numel(), seed, offset, [&](int64_t i, const Philox4x32& x) {
-        d[i] = T(lo + span * static_cast<C>(philox_unit(x.lane[i % 4])));
+        d[i] = T(lo + span * static_cast<C>(philox_unit(x.lane[i % 4], bits)));
       });
     }
   });

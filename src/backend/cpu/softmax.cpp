@@ -1,6 +1,6 @@
 // Softmax and log-softmax, forward and backward, row-wise over [rows, cols]; rows run in parallel.
-// Row sums accumulate in compute_t (f32 for f16/bf16/f32, f64 for f64) over SIMD lanes, i.e. blocked
-// summation, which keeps the error of a row of n terms near eps * n / lanes.
+// Row sums accumulate in compute_t (f32 for f16/bf16/f32, f64 for f64) over SIMD lanes, i.e.
+// blocked summation, which keeps the error of a row of n terms near eps * n / lanes.
 
 #include <algorithm>
 #include <cmath>
@@ -14,15 +14,17 @@
 namespace st::backend::cpu {
 namespace {
 
-// The rows of a 2-D input. Gradients arriving from a broadcast may be strided; such a row is gathered
-// into a buffer so that the row loops below always see unit stride.
+// The rows of a 2-D input. Gradients arriving from a broadcast may be strided; such a row is
+// gathered into a buffer so that the row loops below always see unit stride.
 template <typename T>
 struct Rows {
   const T* base;
   int64_t row_stride, col_stride, cols;
 
   explicit Rows(const Tensor& t)
-      : base(static_cast<const T*>(t.data_ptr())), row_stride(t.strides()[0]), col_stride(t.strides()[1]),
+      : base(t.data<T>()),
+        row_stride(t.strides()[0]),
+        col_stride(t.strides()[1]),
         cols(t.shape()[1]) {}
   const T* row(int64_t r, std::vector<T>& buf) const {
     const T* p = base + r * row_stride;
@@ -37,11 +39,11 @@ template <typename T>
 void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
   using C = compute_t<T>;
   const int64_t rows = in.shape()[0], cols = in.shape()[1];
-  const T* src = static_cast<const T*>(in.data_ptr());
-  T* dst = static_cast<T*>(out.data_ptr());
+  const T* src = in.data<T>();
+  T* dst = out.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
-    std::vector<C> exps;  // exp(x - max) in f32 for the 16-bit types; written straight to out otherwise
-    if constexpr (!std::is_same_v<T, C>) exps.resize(cols);
+    // exp(x - max) goes straight to out, or for the 16-bit types to an f32 row first.
+    std::vector<C> exps(std::is_same_v<T, C> ? 0 : cols);
     for (int64_t r = b; r < e; ++r) {
       const T* x = src + r * cols;
       T* y = dst + r * cols;
@@ -53,13 +55,15 @@ void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
 #pragma omp simd reduction(+ : sum)
         for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
         const C log_sum = std::log(sum);
-        // (x - max) - log(sum) rather than x - lse: keeps the digits of log(sum) when the max is large.
+        // (x - max) - log(sum), not x - lse: keeps log(sum)'s digits when the max is large.
         for (int64_t c = 0; c < cols; ++c) y[c] = T((static_cast<C>(x[c]) - hi) - log_sum);
         continue;
       }
-      C* ex;
-      if constexpr (std::is_same_v<T, C>) ex = y;
-      else ex = exps.data();
+      C* ex = nullptr;
+      if constexpr (std::is_same_v<T, C>)
+        ex = y;
+      else
+        ex = exps.data();
 #pragma omp simd reduction(+ : sum)
       for (int64_t c = 0; c < cols; ++c) {
         ex[c] = std::exp(static_cast<C>(x[c]) - hi);
@@ -72,12 +76,13 @@ void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
 }
 
 template <typename T>
-void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
+                            bool log) {
   using C = compute_t<T>;
   const int64_t rows = out.shape()[0], cols = out.shape()[1];
   const Rows<T> grads(grad_out);
-  const T* ys = static_cast<const T*>(out.data_ptr());
-  T* dst = static_cast<T*>(grad_in.data_ptr());
+  const T* ys = out.data<T>();
+  T* dst = grad_in.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     std::vector<T> buf;
     for (int64_t r = b; r < e; ++r) {
@@ -108,16 +113,21 @@ constexpr bool kFloating = std::is_floating_point_v<compute_t<T>>;
 void CpuBackend::softmax(const Tensor& out, const Tensor& in, bool log) {
   dispatch_dtype(in.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (kFloating<T>) softmax_typed<T>(out, in, log);
-    else not_implemented(log ? "log_softmax" : "softmax");
+    if constexpr (kFloating<T>)
+      softmax_typed<T>(out, in, log);
+    else
+      not_implemented(log ? "log_softmax" : "softmax");
   });
 }
 
-void CpuBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log) {
+void CpuBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
+                                  bool log) {
   dispatch_dtype(out.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (kFloating<T>) softmax_backward_typed<T>(grad_in, grad_out, out, log);
-    else not_implemented(log ? "log_softmax_backward" : "softmax_backward");
+    if constexpr (kFloating<T>)
+      softmax_backward_typed<T>(grad_in, grad_out, out, log);
+    else
+      not_implemented(log ? "log_softmax_backward" : "softmax_backward");
   });
 }
 

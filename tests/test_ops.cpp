@@ -1,0 +1,451 @@
+// Conformance suite, linear algebra and neural-network ops: matmul, softmax, log_softmax,
+// layer_norm, embedding, cross_entropy and dropout, on every available device and float dtype,
+// against float64 loops written here.
+
+#include <cmath>
+#include <functional>
+
+#include "reference.h"
+
+namespace st_test {
+namespace {
+
+class NNOps : public ::testing::TestWithParam<DeviceDType> {
+ protected:
+  Device device() const { return std::get<0>(GetParam()); }
+  DType dtype() const { return std::get<1>(GetParam()); }
+  Tolerance tol() const { return tolerance_for(dtype()); }
+  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
+    return make_tensor(a, dtype(), device(), layout);
+  }
+  std::mt19937 rng{31337};
+};
+
+std::vector<double> softmax_lane(const std::vector<double>& v) {
+  double m = -INFINITY;
+  for (double x : v) m = std::max(m, x);
+  std::vector<double> out(v.size());
+  double s = 0;
+  for (size_t i = 0; i < v.size(); ++i) s += out[i] = std::exp(v[i] - m);
+  for (auto& x : out) x /= s;
+  return out;
+}
+
+std::vector<double> log_softmax_lane(const std::vector<double>& v) {
+  double m = -INFINITY;
+  for (double x : v) m = std::max(m, x);
+  double s = 0;
+  for (double x : v) s += std::exp(x - m);
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = v[i] - m - std::log(s);
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// matmul
+
+TEST_P(NNOps, Matmul) {
+  struct Case {
+    Shape a, b;
+    Layout la = Layout::Contiguous, lb = Layout::Contiguous;
+  };
+  const std::vector<Case> cases = {
+      {{5}, {5}},                    // 1-D . 1-D -> 0-d
+      {{4}, {4, 3}},                 // 1-D . 2-D
+      {{3, 4}, {4}},                 // 2-D . 1-D
+      {{3, 4}, {4, 5}},              // 2-D
+      {{2, 3, 4}, {2, 4, 5}},        // batched
+      {{2, 1, 3, 4}, {5, 4, 6}},     // broadcast batch dims -> [2, 5, 3, 6]
+      {{3, 4}, {2, 4, 5}},           // a broadcast over b's batch
+      {{2, 3, 4}, {4}},              // batched . 1-D
+      {{4}, {2, 4, 5}},              // 1-D . batched
+      {{3, 4}, {4, 5}, Layout::Transposed, Layout::Transposed},
+      {{3, 4}, {4, 5}, Layout::Transposed, Layout::Contiguous},
+      {{2, 3, 4}, {2, 4, 5}, Layout::Transposed, Layout::Strided},
+      {{6, 7}, {7, 2}, Layout::Strided, Layout::Transposed},
+      {{3, 0}, {0, 4}},              // K = 0: zeros
+      {{0, 4}, {4, 3}},              // M = 0
+      {{3, 4}, {4, 0}},              // N = 0
+      {{1, 1}, {1, 1}},
+      {{17, 33}, {33, 9}},           // sizes that are not multiples of any tile
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(shape_str(c.a) + " " + layout_name(c.la) + " @ " + shape_str(c.b) + " " + layout_name(c.lb));
+    NDArray a = grid_random(c.a, rng), b = grid_random(c.b, rng);
+    Tensor y = st::matmul(input(a, c.la), input(b, c.lb));
+    EXPECT_EQ(y.dtype(), dtype());
+    EXPECT_EQ(y.device(), device());
+    NDArray mag;
+    NDArray expected = matmul(a, b, &mag);
+    EXPECT_CLOSE(y, expected, tol(), &mag);
+  }
+}
+
+TEST_P(NNOps, MatmulRandomShapes) {
+  std::uniform_int_distribution<int64_t> size(1, 6);
+  for (int trial = 0; trial < 20; ++trial) {
+    // Broadcastable batch shapes, and 1-D operands now and then.
+    auto [batch_a, batch_b] = random_broadcast_pair(rng);
+    if (batch_a.size() > 2) batch_a.erase(batch_a.begin());
+    if (batch_b.size() > 2) batch_b.erase(batch_b.begin());
+    int64_t m = size(rng), k = size(rng), n = size(rng);
+    Shape sa = batch_a, sb = batch_b;
+    bool a_vec = std::bernoulli_distribution(0.15)(rng), b_vec = std::bernoulli_distribution(0.15)(rng);
+    if (a_vec) sa = {k};
+    else sa.insert(sa.end(), {m, k});
+    if (b_vec) sb = {k};
+    else sb.insert(sb.end(), {k, n});
+    Layout la = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Contiguous;
+    Layout lb = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) + " @ " +
+                 shape_str(sb) + " " + layout_name(lb));
+    NDArray a = grid_random(sa, rng), b = grid_random(sb, rng);
+    NDArray mag;
+    NDArray expected = matmul(a, b, &mag);
+    EXPECT_CLOSE(st::matmul(input(a, la), input(b, lb)), expected, tol(), &mag);
+  }
+}
+
+TEST_P(NNOps, SoftmaxRandomShapes) {
+  for (int trial = 0; trial < 20; ++trial) {
+    Shape shape = random_shape(rng, 1, 4, 6);
+    int64_t ndim = static_cast<int64_t>(shape.size());
+    int64_t dim = std::uniform_int_distribution<int64_t>(-ndim, ndim - 1)(rng);
+    Layout layout = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dim " + std::to_string(dim) + " " +
+                 layout_name(layout));
+    NDArray a = grid_random(shape, rng);
+    Tensor x = input(a, layout);
+    EXPECT_CLOSE(st::softmax(x, dim), map_lanes(a, dim, softmax_lane), tol());
+    EXPECT_CLOSE(st::log_softmax(x, dim), map_lanes(a, dim, log_softmax_lane), tol());
+  }
+}
+
+TEST_P(NNOps, MatmulExpandedBatch) {
+  // A batch dim of stride 0.
+  NDArray a = grid_random({1, 3, 4}, rng), b = grid_random({4, 4, 5}, rng);
+  Tensor y = st::matmul(input(a).expand({4, 3, 4}), input(b));
+  NDArray mag;
+  NDArray expected = matmul(broadcast_to(a, {4, 3, 4}), b, &mag);
+  EXPECT_CLOSE(y, expected, tol(), &mag);
+  EXPECT_CLOSE(input(a).matmul(input(b)), expected, tol(), &mag);
+}
+
+TEST_P(NNOps, MatmulLarge) {
+  // 300 x 300: the BLAS (or tiled GPU) path.
+  const int64_t n = 300;
+  NDArray a = grid_random({n, n}, rng), b = grid_random({n, n}, rng);
+  NDArray expected({n, n}), mag({n, n});
+  for (int64_t i = 0; i < n; ++i) {
+    for (int64_t k = 0; k < n; ++k) {
+      double aik = a[i * n + k];
+      for (int64_t j = 0; j < n; ++j) {
+        expected[i * n + j] += aik * b[k * n + j];
+        mag[i * n + j] += std::fabs(aik * b[k * n + j]);
+      }
+    }
+  }
+  EXPECT_CLOSE(st::matmul(input(a), input(b)), expected, tol(), &mag);
+  // The transposed product, from transposed views: (B^T A^T) = (AB)^T.
+  NDArray mag_t = transpose(mag, 0, 1);
+  EXPECT_CLOSE(st::matmul(input(b).t(), input(a).t()), transpose(expected, 0, 1), tol(), &mag_t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// softmax and log_softmax
+
+TEST_P(NNOps, SoftmaxAndLogSoftmax) {
+  struct Case {
+    Shape shape;
+    int64_t dim;
+    Layout layout = Layout::Contiguous;
+  };
+  const std::vector<Case> cases = {
+      {{3, 4, 5}, 0}, {{3, 4, 5}, 1}, {{3, 4, 5}, 2}, {{3, 4, 5}, -1}, {{3, 4, 5}, -3},
+      {{4, 6}, 0, Layout::Transposed}, {{4, 6}, 1, Layout::Transposed}, {{5, 3}, -1, Layout::Strided},
+      {{7}, 0}, {{2, 1, 3}, 1}, {{}, 0}, {{0, 5}, 1}, {{3, 0}, 0},
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " + layout_name(c.layout));
+    NDArray a = grid_random(c.shape, rng);
+    Tensor x = input(a, c.layout);
+    Tensor s = st::softmax(x, c.dim);
+    Tensor l = st::log_softmax(x, c.dim);
+    EXPECT_EQ(s.dtype(), dtype());
+    EXPECT_EQ(l.dtype(), dtype());
+    EXPECT_CLOSE(s, map_lanes(a, c.dim, softmax_lane), tol());
+    EXPECT_CLOSE(l, map_lanes(a, c.dim, log_softmax_lane), tol());
+  }
+}
+
+TEST_P(NNOps, SoftmaxIsStableForLargeInputs) {
+  // exp(1000) overflows every float type: the max must be subtracted first. Multiples of 8 near
+  // 1024 are exact even in bfloat16.
+  NDArray a = map(int_random({4, 9}, rng, -4, 4), [](double k) { return 1024 + 8 * k; });
+  EXPECT_CLOSE(st::softmax(input(a), -1), map_lanes(a, -1, softmax_lane), tol());
+  EXPECT_CLOSE(st::log_softmax(input(a), -1), map_lanes(a, -1, log_softmax_lane), tol());
+  NDArray n = map(a, [](double v) { return -v; });
+  EXPECT_CLOSE(st::softmax(input(n), 1), map_lanes(n, 1, softmax_lane), tol());
+}
+
+TEST_P(NNOps, SoftmaxLarge) {
+  NDArray a = grid_random({64, 1500}, rng);
+  EXPECT_CLOSE(st::softmax(input(a), 1), map_lanes(a, 1, softmax_lane), tol());
+  EXPECT_CLOSE(st::log_softmax(input(a, Layout::Transposed), 1), map_lanes(a, 1, log_softmax_lane), tol());
+}
+
+// ---------------------------------------------------------------------------------------------
+// layer_norm
+
+NDArray layer_norm_ref(const NDArray& x, int64_t normalized_ndim, const NDArray* weight, const NDArray* bias,
+                       double eps) {
+  Shape inner(x.shape.end() - normalized_ndim, x.shape.end());
+  int64_t cols = count(inner), rows = cols == 0 ? 0 : x.numel() / cols;
+  NDArray out(x.shape);
+  for (int64_t r = 0; r < rows; ++r) {
+    double mean = 0, var = 0;
+    for (int64_t c = 0; c < cols; ++c) mean += x[r * cols + c];
+    mean /= static_cast<double>(cols);
+    for (int64_t c = 0; c < cols; ++c) var += (x[r * cols + c] - mean) * (x[r * cols + c] - mean);
+    var /= static_cast<double>(cols);
+    for (int64_t c = 0; c < cols; ++c) {
+      double y = (x[r * cols + c] - mean) / std::sqrt(var + eps);
+      if (weight) y *= (*weight)[c];
+      if (bias) y += (*bias)[c];
+      out[r * cols + c] = y;
+    }
+  }
+  return out;
+}
+
+TEST_P(NNOps, LayerNorm) {
+  struct Case {
+    Shape x, normalized;
+    bool weight, bias;
+    double eps;
+    Layout layout = Layout::Contiguous;
+  };
+  const std::vector<Case> cases = {
+      {{4, 6}, {6}, true, true, 1e-5},
+      {{4, 6}, {6}, false, false, 1e-5},
+      {{4, 6}, {6}, true, false, 1e-5},
+      {{4, 6}, {6}, false, true, 1e-5},
+      {{2, 3, 4}, {3, 4}, true, true, 1e-5},
+      {{2, 3, 4}, {2, 3, 4}, true, true, 1e-5},
+      {{5, 8}, {8}, true, true, 1e-5, Layout::Transposed},
+      {{3, 8}, {8}, true, true, 1e-5, Layout::Strided},
+      {{4, 6}, {6}, true, true, 0.5},  // a large eps changes the result visibly
+      {{7}, {7}, false, false, 1e-5},
+      {{0, 4}, {4}, true, true, 1e-5},
+      {{3, 1}, {1}, true, true, 1e-5},  // one element per row: output is the bias
+  };
+  for (const auto& c : cases) {
+    SCOPED_TRACE(shape_str(c.x) + " over " + shape_str(c.normalized) + (c.weight ? " weight" : "") +
+                 (c.bias ? " bias" : "") + " eps " + std::to_string(c.eps) + " " + layout_name(c.layout));
+    NDArray x = grid_random(c.x, rng);
+    NDArray w = grid_random(c.normalized, rng, -2, 2), b = grid_random(c.normalized, rng);
+    Tensor y = st::layer_norm(input(x, c.layout), c.normalized, c.weight ? input(w) : Tensor(),
+                              c.bias ? input(b) : Tensor(), c.eps);
+    EXPECT_EQ(y.dtype(), dtype());
+    EXPECT_EQ(y.shape(), c.x);
+    NDArray expected = layer_norm_ref(x, static_cast<int64_t>(c.normalized.size()), c.weight ? &w : nullptr,
+                                      c.bias ? &b : nullptr, c.eps);
+    EXPECT_CLOSE(y, expected, scaled(tol(), 2));
+  }
+}
+
+TEST_P(NNOps, LayerNormDefaultEps) {
+  // Rows of tiny variance make eps visible: the default must be 1e-5 as in PyTorch.
+  NDArray x = map(int_random({2, 4}, rng, -2, 2), [](double k) { return k / 512; });
+  Tensor y = st::layer_norm(input(x), {4});
+  EXPECT_CLOSE(y, layer_norm_ref(x, 1, nullptr, nullptr, 1e-5), scaled(tol(), 2));
+}
+
+TEST_P(NNOps, LayerNormLarge) {
+  NDArray x = grid_random({256, 512}, rng), w = grid_random({512}, rng, -2, 2), b = grid_random({512}, rng);
+  Tensor y = st::layer_norm(input(x), {512}, input(w), input(b));
+  EXPECT_CLOSE(y, layer_norm_ref(x, 1, &w, &b, 1e-5), scaled(tol(), 2));
+}
+
+// ---------------------------------------------------------------------------------------------
+// embedding
+
+NDArray embedding_ref(const NDArray& weight, const NDArray& indices) {
+  int64_t d = weight.shape[1];
+  Shape shape = indices.shape;
+  shape.push_back(d);
+  NDArray out(shape);
+  for (int64_t i = 0; i < indices.numel(); ++i) {
+    for (int64_t j = 0; j < d; ++j) out[i * d + j] = weight[static_cast<int64_t>(indices[i]) * d + j];
+  }
+  return out;
+}
+
+TEST_P(NNOps, Embedding) {
+  NDArray weight = grid_random({10, 4}, rng);
+  struct Case {
+    Shape indices;
+    DType index_dtype;
+    Layout weight_layout, index_layout;
+  };
+  for (const auto& c : std::vector<Case>{
+           {{6}, DType::Int64, Layout::Contiguous, Layout::Contiguous},
+           {{6}, DType::Int32, Layout::Contiguous, Layout::Contiguous},
+           {{3, 5}, DType::Int64, Layout::Contiguous, Layout::Contiguous},
+           {{2, 3, 2}, DType::Int32, Layout::Contiguous, Layout::Contiguous},
+           {{4, 3}, DType::Int64, Layout::Transposed, Layout::Transposed},
+           {{5}, DType::Int32, Layout::Strided, Layout::Strided},
+           {{}, DType::Int64, Layout::Contiguous, Layout::Contiguous},
+           {{0}, DType::Int64, Layout::Contiguous, Layout::Contiguous},
+           {{2, 0}, DType::Int32, Layout::Contiguous, Layout::Contiguous},
+       }) {
+    SCOPED_TRACE(shape_str(c.indices) + " " + std::string(st::dtype_name(c.index_dtype)) + " weight " +
+                 layout_name(c.weight_layout) + " indices " + layout_name(c.index_layout));
+    NDArray indices = int_random(c.indices, rng, 0, 9);  // repeats likely
+    Tensor y = st::embedding(input(weight, c.weight_layout),
+                             make_tensor(indices, c.index_dtype, device(), c.index_layout));
+    EXPECT_EQ(y.dtype(), dtype());
+    EXPECT_EQ(y.device(), device());
+    EXPECT_EXACT(y, embedding_ref(weight, indices));
+  }
+}
+
+TEST_P(NNOps, EmbeddingLarge) {
+  NDArray weight = grid_random({1000, 64}, rng), indices = int_random({4096}, rng, 0, 999);
+  EXPECT_EXACT(st::embedding(input(weight), make_tensor(indices, DType::Int64, device())),
+               embedding_ref(weight, indices));
+}
+
+// ---------------------------------------------------------------------------------------------
+// cross_entropy
+
+// Per-sample losses (0 where ignored) and the number of samples not ignored.
+std::pair<NDArray, int64_t> cross_entropy_ref(const NDArray& logits, const NDArray& target, int64_t ignore_index) {
+  int64_t n = logits.ndim() == 1 ? 1 : logits.shape[0], c = logits.shape.back();
+  NDArray loss(Shape{n});
+  int64_t kept = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    int64_t t = static_cast<int64_t>(target[i]);
+    if (t == ignore_index) continue;
+    ++kept;
+    std::vector<double> row(logits.data.begin() + i * c, logits.data.begin() + (i + 1) * c);
+    loss[i] = -log_softmax_lane(row)[t];
+  }
+  return {loss, kept};
+}
+
+TEST_P(NNOps, CrossEntropy) {
+  struct Case {
+    int64_t n, c;
+    int64_t ignore_index;
+    DType target_dtype;
+    Layout layout;
+  };
+  for (const auto& c : std::vector<Case>{{6, 5, -100, DType::Int64, Layout::Contiguous},
+                                         {6, 5, -100, DType::Int32, Layout::Contiguous},
+                                         {8, 3, 2, DType::Int64, Layout::Contiguous},
+                                         {5, 7, -100, DType::Int64, Layout::Transposed},
+                                         {4, 6, -1, DType::Int64, Layout::Strided},
+                                         {1, 4, -100, DType::Int64, Layout::Contiguous},
+                                         {300, 1000, -100, DType::Int64, Layout::Contiguous}}) {
+    SCOPED_TRACE("N " + std::to_string(c.n) + " C " + std::to_string(c.c) + " ignore " +
+                 std::to_string(c.ignore_index) + " " + std::string(st::dtype_name(c.target_dtype)) + " " +
+                 layout_name(c.layout));
+    NDArray logits = grid_random({c.n, c.c}, rng);
+    NDArray target = int_random({c.n}, rng, 0, c.c - 1);
+    // Some samples carry ignore_index (when it is not itself a class, mark a few explicitly).
+    if (c.ignore_index < 0 && c.n > 2) target[1] = static_cast<double>(c.ignore_index);
+    Tensor x = input(logits, c.layout);
+    Tensor t = make_tensor(target, c.target_dtype, device());
+    auto [losses, kept] = cross_entropy_ref(logits, target, c.ignore_index);
+    ASSERT_GT(kept, 0);
+    Tolerance tl = scaled(tol(), 2);
+
+    Tensor none = st::cross_entropy(x, t, c.ignore_index, st::Reduction::None);
+    EXPECT_EQ(none.dtype(), dtype());
+    EXPECT_CLOSE(none, losses, tl);
+    double total = sum_of(losses.data);
+    Tensor sum = st::cross_entropy(x, t, c.ignore_index, st::Reduction::Sum);
+    EXPECT_EQ(sum.dim(), 0);
+    EXPECT_CLOSE(sum, scalar_array(total), tl);
+    Tensor mean = st::cross_entropy(x, t, c.ignore_index, st::Reduction::Mean);
+    EXPECT_EQ(mean.dim(), 0);
+    EXPECT_CLOSE(mean, scalar_array(total / static_cast<double>(kept)), tl);
+    if (c.ignore_index == -100) {
+      EXPECT_CLOSE(st::cross_entropy(x, t), scalar_array(total / static_cast<double>(kept)), tl);
+    }
+  }
+}
+
+TEST_P(NNOps, CrossEntropySingleSample) {
+  // logits [C] with a 0-d target, as torch.nn.functional.cross_entropy accepts.
+  NDArray logits = grid_random({5}, rng);
+  NDArray target = scalar_array(3);
+  Tensor t = make_tensor(target, DType::Int64, device());
+  double expected = -log_softmax_lane(logits.data)[3];
+  for (auto reduction : {st::Reduction::Mean, st::Reduction::Sum, st::Reduction::None}) {
+    Tensor loss = st::cross_entropy(input(logits), t, -100, reduction);
+    EXPECT_EQ(loss.dim(), 0);
+    EXPECT_CLOSE(loss, scalar_array(expected), scaled(tol(), 2));
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dropout
+
+TEST_P(NNOps, DropoutIdentityCases) {
+  NDArray a = grid_random({4, 5}, rng);
+  Tensor x = input(a, Layout::Transposed);
+  EXPECT_EXACT(st::dropout(x, 0.0), a);
+  EXPECT_EXACT(st::dropout(x, 0.5, /*training=*/false), a);
+  EXPECT_EXACT(st::dropout(x, 1.0, /*training=*/false), a);
+  Tensor zero = st::dropout(x, 1.0);
+  EXPECT_EQ(zero.dtype(), dtype());
+  EXPECT_EXACT(zero, NDArray({4, 5}, 0.0));
+}
+
+TEST_P(NNOps, DropoutScalesKeptValues) {
+  const double p = 0.3;
+  NDArray a = grid_random_away_from_zero({400, 250}, rng, 0.5, 4);
+  st::manual_seed(1);
+  Tensor y = st::dropout(input(a, Layout::Transposed), p);
+  EXPECT_EQ(y.dtype(), dtype());
+  EXPECT_EQ(y.shape(), a.shape);
+  std::vector<double> v = to_f64(y);
+  int64_t dropped = 0, wrong = -1;
+  Tolerance t = tol();
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    if (v[i] == 0) {
+      ++dropped;
+      continue;
+    }
+    double kept = a[i] / (1 - p);
+    if (std::fabs(v[i] - kept) > t.atol + t.rtol * std::fabs(kept) && wrong < 0) wrong = i;
+  }
+  EXPECT_LT(wrong, 0) << "element " << wrong << ": " << v[wrong] << ", expected 0 or " << a[wrong] / (1 - p);
+  // 100k Bernoulli draws: the fraction has standard deviation 0.0015.
+  EXPECT_NEAR(static_cast<double>(dropped) / a.numel(), p, 0.01);
+}
+
+TEST_P(NNOps, DropoutIsReproducibleForASeed) {
+  NDArray a = grid_random_away_from_zero({64, 64}, rng, 0.5, 4);
+  Tensor x = input(a);
+  st::manual_seed(42);
+  std::vector<double> first = to_f64(st::dropout(x, 0.5));
+  std::vector<double> second = to_f64(st::dropout(x, 0.5));  // the stream moves on
+  st::manual_seed(42);
+  std::vector<double> again = to_f64(st::dropout(x, 0.5));
+  st::manual_seed(43);
+  std::vector<double> other = to_f64(st::dropout(x, 0.5));
+  EXPECT_EQ(first, again);
+  EXPECT_NE(first, second);
+  EXPECT_NE(first, other);
+}
+
+INSTANTIATE_TEST_SUITE_P(Ops, NNOps,
+                         ::testing::Combine(::testing::ValuesIn(st::available_devices()),
+                                            ::testing::ValuesIn(float_dtypes())),
+                         DeviceDTypeName());
+
+}  // namespace
+}  // namespace st_test
