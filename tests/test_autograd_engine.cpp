@@ -179,6 +179,17 @@ TEST_P(Engine, MaxWithIndicesOnlyValuesAreDifferentiable) {
   EXPECT_CLOSE(x.grad(), expected, kExact);
 }
 
+TEST_P(Engine, FullMaxSharesTheGradientAmongTies) {
+  // As torch.max(x) (no dim): the gradient is split evenly among all maximal elements; with a dim,
+  // it goes to the returned index only.
+  Tensor x = leaf(NDArray({5}, {1, 3, -2, 3, 0}));
+  st::max(x).backward();
+  EXPECT_CLOSE(x.grad(), NDArray({5}, {0, 0.5, 0, 0.5, 0}), kExact);
+  Tensor y = leaf(NDArray({1, 5}, {1, 3, -2, 3, 0}));
+  std::get<0>(st::max(y, 1)).sum().backward();
+  EXPECT_CLOSE(y.grad(), NDArray({1, 5}, {0, 1, 0, 0, 0}), kExact);
+}
+
 TEST_P(Engine, SplitWithOnlySomeOutputsUsed) {
   NDArray v = u({5, 2});
   Tensor x = leaf(v);
@@ -260,6 +271,25 @@ TEST_P(Engine, InPlaceOnALeafThatRequiresGradIsAnError) {
   EXPECT_TRUE(throws_named([&] { x.add_(1.0); }, {}));
   EXPECT_TRUE(throws_named([&] { x.mul_(constant(u({3}))); }, {}));
   EXPECT_TRUE(throws_named([&] { x.zero_(); }, {}));
+  // A view of such a leaf is not a leaf, but writing through it would change the leaf.
+  EXPECT_TRUE(throws_named([&] { x.narrow(0, 0, 1).add_(1.0); }, {}));
+}
+
+TEST_P(Engine, InPlaceThroughADetachedAliasIsCaught) {
+  // detach() shares storage, so it shares the version counter: changing the alias must invalidate
+  // the saved x, as in PyTorch.
+  Tensor x = leaf(u({3}));
+  Tensor y = x * x;  // saves x
+  x.detach().mul_(2);
+  EXPECT_TRUE(throws_named([&] { y.sum().backward(); }, {}));
+  // The same through a no-grad in-place update.
+  Tensor w = leaf(u({3}));
+  Tensor z = st::exp(w) * w;
+  {
+    st::NoGradGuard guard;
+    w.add_(1.0);
+  }
+  EXPECT_TRUE(throws_named([&] { z.sum().backward(); }, {}));
 }
 
 TEST_P(Engine, InPlaceOnANonLeafIsDifferentiable) {

@@ -263,6 +263,12 @@ TEST_P(TensorCore, Arange) {
   EXPECT_EQ(d.device(), device());
   EXPECT_EXACT(d, NDArray({3}, {-1, 0, 1}));
   EXPECT_EQ(st::arange(0).shape(), (Shape{0}));
+  EXPECT_EQ(st::arange(0, 1, 0.1).numel(), 10);  // ceil((end - start) / step)
+  EXPECT_EQ(st::arange(0, 10, 3).numel(), 4);
+  EXPECT_EQ(st::arange(5, 0, -2).numel(), 3);
+  Tensor fractional = st::arange(1, 2.5);
+  EXPECT_EQ(fractional.dtype(), DType::Float32);
+  EXPECT_EXACT(fractional, NDArray({2}, {1, 2}));
   EXPECT_EXACT(st::arange(0, 1000, 1, opts(DType::BFloat16)).slice(0, 0, 5), NDArray({5}, {0, 1, 2, 3, 4}));
 }
 

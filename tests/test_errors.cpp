@@ -82,6 +82,9 @@ TEST_P(Errors, DimsOutOfRange) {
   EXPECT_TRUE(throws<st::IndexError>([&] { st::sum(x, {2}); }, {"sum"}));
   EXPECT_TRUE(throws<st::IndexError>([&] { st::softmax(x, 2); }, {"softmax"}));
   EXPECT_TRUE(throws_named([&] { x.narrow(1, 2, 2); }, {"narrow"}));  // start + length past the end
+  EXPECT_TRUE(throws_named([&] { x.permute({0, 0}); }, {"permute"}));  // a repeated dim
+  EXPECT_TRUE(throws_named([&] { st::sum(x, {1, -1}); }, {"sum"}));     // the same dim twice
+  EXPECT_TRUE(throws<st::IndexError>([&] { f32({0, 3}).select(0, 0); }, {"select"}));
 }
 
 TEST_P(Errors, ViewsAndShapes) {
@@ -90,6 +93,8 @@ TEST_P(Errors, ViewsAndShapes) {
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.view({5, -1}); }, {"view"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.t().view({6}); }, {"view"}));  // strides do not allow it
   EXPECT_TRUE(throws_named([&] { x.view({-1, -1}); }, {"view"}));
+  // With 0 elements, -1 could be anything (PyTorch refuses it too).
+  EXPECT_TRUE(throws_named([&] { f32({0, 3}).view({3, -1}); }, {"view"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.reshape({4}); }, {"reshape"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.expand({2, 4}); }, {"expand"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.expand({3}); }, {"expand"}));
@@ -99,6 +104,8 @@ TEST_P(Errors, ViewsAndShapes) {
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::stack({x, f32({3, 2})}); }, {"stack"}));
   EXPECT_TRUE(throws_named([&] { st::split(x, Shape{1, 2}, 0); }, {"split"}));  // sizes sum to 3, not 2
   EXPECT_TRUE(throws_named([&] { st::chunk(x, 0); }, {"chunk"}));
+  EXPECT_TRUE(throws_named([&] { x.slice(1, 0, 3, 0); }, {"slice"}));  // step 0
+  EXPECT_TRUE(throws_named([&] { x.slice(1, 0, 3, -1); }, {"slice"}));  // negative steps, as in PyTorch
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::layer_norm(x, {4}); }, {"layer_norm"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::layer_norm(x, {3}, f32({4})); }, {"layer_norm"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::embedding(f32({10}), ints(NDArray({2}))); }, {"embedding"}));

@@ -131,6 +131,13 @@ TEST_P(NNOps, MatmulExpandedBatch) {
   EXPECT_CLOSE(input(a).matmul(input(b)), expected, tol(), &mag);
 }
 
+TEST_P(NNOps, MatmulNeedsAWideAccumulator) {
+  // K = 4096 products of ones: a 16-bit accumulator would stall far below 4096.
+  st::TensorOptions options{.dtype = dtype(), .device = device()};
+  EXPECT_EXACT(st::matmul(st::ones({2, 4096}, options), st::ones({4096, 3}, options)), NDArray({2, 3}, 4096.0));
+  EXPECT_EXACT(st::matmul(st::ones({4096}, options), st::ones({4096}, options)), scalar_array(4096));
+}
+
 TEST_P(NNOps, MatmulLarge) {
   // 300 x 300: the BLAS (or tiled GPU) path.
   const int64_t n = 300;
@@ -186,6 +193,14 @@ TEST_P(NNOps, SoftmaxIsStableForLargeInputs) {
   EXPECT_CLOSE(st::log_softmax(input(a), -1), map_lanes(a, -1, log_softmax_lane), tol());
   NDArray n = map(a, [](double v) { return -v; });
   EXPECT_CLOSE(st::softmax(input(n), 1), map_lanes(n, 1, softmax_lane), tol());
+}
+
+TEST_P(NNOps, SoftmaxWithMinusInfinity) {
+  // Masked positions (as in causal attention) get probability 0 and log-probability -inf.
+  const double inf = std::numeric_limits<double>::infinity();
+  NDArray a({2, 4}, {0.5, -inf, 1.0, -inf, -inf, 2.0, -inf, -inf});
+  EXPECT_CLOSE(st::softmax(input(a), 1), map_lanes(a, 1, softmax_lane), tol());
+  EXPECT_CLOSE(st::log_softmax(input(a), 1), map_lanes(a, 1, log_softmax_lane), tol());
 }
 
 TEST_P(NNOps, SoftmaxLarge) {
@@ -252,6 +267,13 @@ TEST_P(NNOps, LayerNorm) {
                                       c.bias ? &b : nullptr, c.eps);
     EXPECT_CLOSE(y, expected, scaled(tol(), 2));
   }
+}
+
+TEST_P(NNOps, LayerNormOfConstantRowsIsTheBias) {
+  NDArray x({2, 5}, {3, 3, 3, 3, 3, -1.5, -1.5, -1.5, -1.5, -1.5});
+  NDArray w = grid_random({5}, rng, -2, 2), b = grid_random({5}, rng);
+  Tensor y = st::layer_norm(input(x), {5}, input(w), input(b));
+  EXPECT_CLOSE(y, broadcast_to(b, {2, 5}), tol());
 }
 
 TEST_P(NNOps, LayerNormDefaultEps) {
@@ -388,6 +410,26 @@ TEST_P(NNOps, CrossEntropySingleSample) {
     EXPECT_EQ(loss.dim(), 0);
     EXPECT_CLOSE(loss, scalar_array(expected), scaled(tol(), 2));
   }
+}
+
+TEST_P(NNOps, CrossEntropyWithEveryTargetIgnored) {
+  // PyTorch: mean over zero samples is 0/0 = nan; sum is 0.
+  Tensor x = input(grid_random({2, 3}, rng));
+  Tensor t = make_tensor(NDArray({2}, -100.0), DType::Int64, device());
+  EXPECT_CLOSE(st::cross_entropy(x, t), scalar_array(std::nan("")), tol());
+  EXPECT_CLOSE(st::cross_entropy(x, t, -100, st::Reduction::Sum), scalar_array(0), tol());
+  EXPECT_CLOSE(st::cross_entropy(x, t, -100, st::Reduction::None), NDArray({2}, 0.0), tol());
+}
+
+TEST_P(NNOps, CrossEntropyIsStableForLargeLogits) {
+  NDArray logits = map(int_random({3, 5}, rng, -4, 4), [](double k) { return 1024 + 8 * k; });
+  NDArray target({3}, {0, 4, 2});
+  auto [losses, kept] = cross_entropy_ref(logits, target, -100);
+  Tensor loss = st::cross_entropy(input(logits), make_tensor(target, DType::Int64, device()), -100,
+                                  st::Reduction::None);
+  // Losses are differences of numbers near 1024: allow the rounding of the inputs' scale.
+  Tolerance t = tol();
+  EXPECT_CLOSE(loss, losses, {t.rtol, t.atol + t.rtol * 1024 * (dtype() == DType::Float64 ? 1 : 0.01)});
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -336,6 +336,25 @@ TEST_P(Elementwise, Clamp) {
   CHECK_UNARY([](const Tensor& x) { return st::clamp(x, 1.0, 0.0); }, [](double) { return 0.0; }, -4, 4);
 }
 
+TEST_P(Elementwise, SpecialValues) {
+  // Overflow and domain edges: naive formulas give NaN here (tanh as a ratio of exps, sigmoid of a
+  // large negative input) where the functions have clean limits.
+  const double inf = std::numeric_limits<double>::infinity(), nan = std::nan("");
+  Tensor big = input(NDArray(Shape{4}, {100, -100, 0, -0.0}));
+  EXPECT_CLOSE(st::tanh(big), NDArray(Shape{4}, {1, -1, 0, 0}), tol());
+  EXPECT_CLOSE(st::sigmoid(big), NDArray(Shape{4}, {1, 0, 0.5, 0.5}), tol());
+  const double exp100 = dtype() == DType::Float64 ? std::exp(100.0) : inf;  // beyond f32's range
+  EXPECT_CLOSE(st::exp(big), NDArray(Shape{4}, {exp100, 0, 1, 1}), tol());
+  EXPECT_CLOSE(st::gelu(big), NDArray(Shape{4}, {100, 0, 0, 0}), tol());
+  EXPECT_CLOSE(st::gelu(big, st::GeluApproximate::Tanh), NDArray(Shape{4}, {100, 0, 0, 0}), tol());
+  EXPECT_CLOSE(st::relu(big), NDArray(Shape{4}, {100, 0, 0, 0}), tol());
+  Tensor edge = input(NDArray(Shape{3}, {0, -1, inf}));
+  EXPECT_CLOSE(st::log(edge), NDArray(Shape{3}, {-inf, nan, inf}), tol());
+  EXPECT_CLOSE(st::sqrt(edge), NDArray(Shape{3}, {0, nan, inf}), tol());
+  EXPECT_CLOSE(st::rsqrt(edge), NDArray(Shape{3}, {inf, nan, 0}), tol());
+  EXPECT_CLOSE(st::pow(edge, -1.0), NDArray(Shape{3}, {inf, -1, 0}), tol());
+}
+
 TEST_P(Elementwise, NanPropagates) {
   const double nan = std::nan("");
   NDArray a(Shape{4}, {nan, 1.0, -2.0, nan});

@@ -32,7 +32,8 @@ const std::vector<DimsCase>& dims_cases() {
       {{2, 3, 4}, {2}},       {{2, 3, 4}, {-1}},       {{2, 3, 4}, {0, 2}},
       {{2, 3, 4}, {-1, 0}},   {{2, 3, 4}, {0, 1, 2}},  {{2, 3, 4}, {1, -1}, Layout::Transposed},
       {{5, 6}, {0}, Layout::Transposed}, {{5, 6}, {1}, Layout::Strided}, {{7}, {0}},
-      {{}, {}},               {{1, 1}, {1}},           {{3, 1, 2}, {1}},
+      {{}, {}},               {{}, {0}},               {{}, {-1}},
+      {{1, 1}, {1}},          {{3, 1, 2}, {1}},
       {{0, 3}, {1}},          {{3, 0}, {1}},           {{0, 3}, {0}},
   };
   return cases;
@@ -154,7 +155,8 @@ TEST_P(Reduce, MaxMinWithIndices) {
                                          {{4, 5, 3}, -3, Layout::Strided},
                                          {{6}, 0, Layout::Contiguous},
                                          {{1, 3}, 0, Layout::Contiguous},
-                                         {{0, 3}, 1, Layout::Contiguous}}) {
+                                         {{0, 3}, 1, Layout::Contiguous},
+                                         {{}, 0, Layout::Contiguous}}) {
     for (bool keepdim : {false, true}) {
       for (bool want_max : {true, false}) {
         SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " + layout_name(c.layout) +
@@ -216,6 +218,17 @@ TEST_P(Reduce, ArgmaxArgmin) {
       }
     }
   }
+}
+
+TEST_P(Reduce, SumsNeedAWideAccumulator) {
+  // 4096 ones: a float16 accumulator stalls at 2048 (2048 + 1 rounds back to 2048), a bfloat16 one
+  // at 256. The result itself is exact in every dtype.
+  Tensor ones = st::ones({4096}, {.dtype = dtype(), .device = device()});
+  EXPECT_EXACT(st::sum(ones), scalar_array(4096));
+  EXPECT_EXACT(st::mean(ones), scalar_array(1));
+  Tensor rows = st::ones({3, 4096}, {.dtype = dtype(), .device = device()});
+  EXPECT_EXACT(st::sum(rows, {1}), NDArray({3}, 4096.0));
+  EXPECT_EXACT(st::sum(rows.t(), {0}, true), NDArray({1, 3}, 4096.0));
 }
 
 TEST_P(Reduce, SumTo) {

@@ -67,6 +67,7 @@ std::vector<ViewCase> view_cases() {
       {"t", {3, 5}, [](const Tensor& x) { return x.t(); }, [](const NDArray& a) { return transpose(a, 0, 1); }},
       {"narrow 1 1 2", s, [](const Tensor& x) { return x.narrow(1, 1, 2); }, [](const NDArray& a) { return slice(a, 1, 1, 3); }},
       {"narrow -1 3 1", s, [](const Tensor& x) { return x.narrow(-1, 3, 1); }, [](const NDArray& a) { return slice(a, 2, 3, 4); }},
+      {"narrow negative start", s, [](const Tensor& x) { return x.narrow(1, -2, 2); }, [](const NDArray& a) { return slice(a, 1, 1, 3); }},
       {"slice 2 1: step 2", s, [](const Tensor& x) { return x.slice(2, 1, std::nullopt, 2); },
        [](const NDArray& a) { return slice(a, 2, 1, 4, 2); }},
       {"slice 1 ::3", s, [](const Tensor& x) { return x.slice(1, std::nullopt, std::nullopt, 3); },
@@ -89,6 +90,10 @@ std::vector<ViewCase> view_cases() {
       {"squeeze 0 (size 2: no-op)", {2, 1, 3, 1}, [](const Tensor& x) { return x.squeeze(0); },
        [](const NDArray& a) { return a; }},
       {"squeeze of 0-d", {}, [](const Tensor& x) { return x.squeeze(); }, [](const NDArray& a) { return a; }},
+      {"unsqueeze of 0-d", {}, [](const Tensor& x) { return x.unsqueeze(0); }, [](const NDArray& a) { return reshape(a, {1}); }},
+      {"view of empty [-1, 3]", {0, 3}, [](const Tensor& x) { return x.view({-1, 3}); }, [](const NDArray& a) { return a; }},
+      {"expand of 0-d", {}, [](const Tensor& x) { return x.expand({2, 3}); },
+       [](const NDArray& a) { return broadcast_to(a, {2, 3}); }, false},
       {"expand [2, 3, 4] from [3, 1]", {3, 1}, [](const Tensor& x) { return x.expand({2, 3, 4}); },
        [](const NDArray& a) { return broadcast_to(a, {2, 3, 4}); }, false},
       {"expand [-1, 5]", {3, 1}, [](const Tensor& x) { return x.expand({-1, 5}); },
@@ -373,6 +378,24 @@ TEST_P(Shapes, InPlaceThroughAView) {
     expected[r * 5 + 0] += 100;
   }
   EXPECT_EXACT(x, expected);
+}
+
+TEST_P(Shapes, CopyBetweenNonContiguousTensorsConverts) {
+  NDArray src = random_values({4, 3});
+  NDArray dst = random_values({3, 4});
+  Tensor d = input(dst, Layout::Transposed);  // a [3, 4] view over [4, 3] memory
+  d.t().copy_(make_tensor(src, DType::Float64, device(), Layout::Strided));
+  EXPECT_EXACT(d, transpose(src, 0, 1));
+  // Into a strided slice: only every other element changes.
+  NDArray base = random_values({2, 6});
+  Tensor b = input(base);
+  NDArray v = random_values({2, 3});
+  b.slice(1, 0, std::nullopt, 2).copy_(make_tensor(v, DType::Float32, device()));
+  NDArray expected = base;
+  for (int64_t r = 0; r < 2; ++r) {
+    for (int64_t c = 0; c < 3; ++c) expected[r * 6 + 2 * c] = v[r * 3 + c];
+  }
+  EXPECT_EXACT(b, expected);
 }
 
 TEST_P(Shapes, ItemAndDeviceRoundTrip) {

@@ -190,16 +190,17 @@ void record_layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias
                        const Tensor& mean, const Tensor& rstd) {
   if (!needs_grad({x, weight, bias})) return;
   record("LayerNormBackward", {x, weight, bias}, {out}, [x, weight, bias, mean, rstd](const Grads& g, auto& needs) {
+    // The kernel sees [rows, cols] and [cols]: the same memory as x and the parameters.
+    const int64_t rows = mean.numel(), cols = rows == 0 ? 0 : x.numel() / rows;
+    const auto matrix = [rows, cols](const Tensor& t) { return ops::raw_view(t, {rows, cols}, {cols, 1}, t.offset()); };
+    const auto vector = [cols](const Tensor& t) { return t.defined() ? ops::raw_view(t, {cols}, {1}, t.offset()) : t; };
     const Tensor grad_out = g[0].contiguous();
     Tensor grad_x = ops::new_like(x);
-    Tensor grad_weight = weight.defined() && needs[1] ? ops::new_like(weight) : Tensor();
-    Tensor grad_bias = bias.defined() && needs[2] ? ops::new_like(bias) : Tensor();
+    Tensor grad_weight = weight.defined() && needs[1] ? zeros_like(weight) : Tensor();
+    Tensor grad_bias = bias.defined() && needs[2] ? zeros_like(bias) : Tensor();
     if (x.numel() > 0)
-      ops::backend_of(x).layer_norm_backward(grad_x, grad_weight, grad_bias, grad_out, x, mean, rstd, weight);
-    else {
-      if (grad_weight.defined()) grad_weight.zero_();
-      if (grad_bias.defined()) grad_bias.zero_();
-    }
+      ops::backend_of(x).layer_norm_backward(matrix(grad_x), vector(grad_weight), vector(grad_bias), matrix(grad_out),
+                                             matrix(x), mean, rstd, vector(weight));
     return Grads{grad_x, grad_weight, grad_bias};
   }, {x, weight, mean, rstd});
 }

@@ -81,7 +81,8 @@ class Backend {
   // out has in's shape with size 1 in each of `dims` (sorted, unique, non-empty); its dtype may
   // differ from in's (sums of integers accumulate in int64). Float sums accumulate in f32 or wider.
   virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& in, const std::vector<int64_t>& dims);
-  // values and indices (int64) have in's shape with size 1 at `dim`; the first extreme index wins.
+  // values (in's dtype) and indices (int64) have in's shape with size 1 at `dim`; the first extreme
+  // index wins, and NaN counts as the extreme.
   virtual void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
                           int64_t dim);
 
@@ -95,10 +96,12 @@ class Backend {
   // grad_in = y * (grad_out - sum(grad_out * y)), or for log: grad_out - exp(y) * sum(grad_out).
   virtual void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
                                 bool log);
-  // x, out [rows, cols] contiguous; weight/bias [cols] or undefined; mean/rstd [rows] f32.
+  // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined; mean/rstd [rows] in
+  // the statistics dtype: f64 for f64 input, f32 otherwise.
   virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                           const Tensor& weight, const Tensor& bias, double eps);
-  // grad_weight/grad_bias undefined when weight/bias were; otherwise written (not accumulated).
+  // Same shapes as the forward; grad_out [rows, cols] contiguous. grad_weight/grad_bias undefined
+  // when not wanted; otherwise written (not accumulated).
   virtual void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
                                    const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
                                    const Tensor& mean, const Tensor& rstd, const Tensor& weight);
@@ -109,7 +112,7 @@ class Backend {
   virtual void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
                                   const Tensor& indices);
   // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where
-  // target == ignore_index); lse [N] f32 saved for backward. A target outside [0, C) that is not
+  // target == ignore_index); lse [N] in the statistics dtype (as layer_norm's) saved for backward. A target outside [0, C) that is not
   // ignore_index throws IndexError.
   virtual void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                              const Tensor& target, int64_t ignore_index);

@@ -49,12 +49,13 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const Tensor w = weight.defined() ? weight.contiguous() : weight;
   const Tensor b = bias.defined() ? bias.contiguous() : bias;
   Tensor out = ops::new_like(input);
-  Tensor mean = ops::new_tensor({rows}, DType::Float32, x.device());
-  Tensor rstd = ops::new_tensor({rows}, DType::Float32, x.device());
+  Tensor mean = ops::new_tensor({rows}, ops::statistics_type(x.dtype()), x.device());
+  Tensor rstd = ops::new_tensor({rows}, ops::statistics_type(x.dtype()), x.device());
   if (out.numel() > 0) {
     const Tensor x2 = ops::raw_view(input, {rows, cols}, {cols, 1}, input.offset());
     const Tensor out2 = ops::raw_view(out, {rows, cols}, {cols, 1}, 0);
-    ops::backend_of(x).layer_norm(out2, mean, rstd, x2, w, b, eps);
+    const auto flat = [cols](const Tensor& t) { return t.defined() ? ops::raw_view(t, {cols}, {1}, t.offset()) : t; };
+    ops::backend_of(x).layer_norm(out2, mean, rstd, x2, flat(w), flat(b), eps);
   }
   autograd::record_layer_norm(input, w, b, out, mean, rstd);
   return out;
@@ -97,7 +98,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   const Tensor target1 = target.detach().reshape({-1}).contiguous();
   const int64_t n = logits2.shape()[0];
   Tensor loss = ops::new_tensor({n}, logits.dtype(), logits.device());
-  Tensor lse = ops::new_tensor({n}, DType::Float32, logits.device());
+  Tensor lse = ops::new_tensor({n}, ops::statistics_type(logits.dtype()), logits.device());
   if (n > 0) {
     ST_CHECK(logits2.shape()[1] > 0, ShapeError, "[cross_entropy] logits of shape ", logits.shape(), " have no classes");
     ops::backend_of(logits).cross_entropy(loss, lse, logits2, target1, ignore_index);

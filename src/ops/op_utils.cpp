@@ -24,8 +24,9 @@ Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op
            " device(s)");
   void* data = be.allocate(nbytes, device.index);
   auto impl = std::make_shared<TensorImpl>();
-  impl->storage = std::make_shared<Storage>(data, nbytes, device, [&be, nbytes, index = device.index](void* p) {
-    be.deallocate(p, nbytes, index);
+  // Captures 16 bytes, which std::function keeps inline: no second heap allocation per tensor.
+  impl->storage = std::make_shared<Storage>(data, nbytes, device, [nbytes, device](void* p) {
+    backend::backend_for(device).deallocate(p, nbytes, device.index);
   });
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);

@@ -32,6 +32,8 @@ void check_floating(const char* op, const Tensor& t, const char* what = "input")
 // of the same kind (bool < integer < float), and Python-style scalars rank lowest.
 DType result_type(const Tensor& a, const Tensor& b);
 DType result_type(const Tensor& a, const Scalar& b);
+// The dtype of per-row statistics saved by layer_norm and cross_entropy: f64 for f64, else f32.
+inline DType statistics_type(DType dtype) { return dtype == DType::Float64 ? dtype : DType::Float32; }
 // float32 for integer inputs of ops that always compute in floating point (exp, div, mean...).
 inline DType float_type(DType dtype) { return is_floating(dtype) ? dtype : kDefaultFloat; }
 

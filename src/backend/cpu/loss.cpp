@@ -62,12 +62,12 @@ void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& lo
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   const T* src = logits.data<T>();
   T* loss_out = loss.data<T>();
-  float* lse_out = lse.data<float>();
+  C* lse_out = lse.data<C>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
       const T* x = src + r * cols;
       const LogSumExp<C> l = row_logsumexp(x, cols);
-      lse_out[r] = static_cast<float>(l.max + l.log_sum);
+      lse_out[r] = l.max + l.log_sum;
       // (max - x[t]) + log(sum): no cancellation against a large max.
       const int64_t t = target[r];
       loss_out[r] = t == ignore_index ? T(C(0)) : T((l.max - static_cast<C>(x[t])) + l.log_sum);
@@ -83,7 +83,7 @@ void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   const std::vector<C> grad = read_vector<C>(grad_loss);
   const T* src = logits.data<T>();
-  const float* lses = lse.data<float>();
+  const C* lses = lse.data<C>();
   T* dst = grad_logits.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
@@ -93,12 +93,7 @@ void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_
         std::fill(g, g + cols, T(C(0)));
         continue;
       }
-      // The saved lse is f32; f64 logits recompute theirs so that f64 gradients keep f64 accuracy.
-      C row_lse = lses[r];
-      if constexpr (std::is_same_v<T, double>) {
-        const LogSumExp<C> l = row_logsumexp(x, cols);
-        row_lse = l.max + l.log_sum;
-      }
+      const C row_lse = lses[r];
       const C scale = grad[r];
       for (int64_t c = 0; c < cols; ++c) g[c] = T(std::exp(static_cast<C>(x[c]) - row_lse) * scale);
       // The target's entry again from its probability, not from the rounded value just stored.

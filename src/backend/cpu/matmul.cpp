@@ -118,6 +118,7 @@ void gemm_batched(T* out, Operand a, Operand b, int64_t batches, double alpha, d
 template <typename T>
 void gemm_half(T* out, Operand a, Operand b, int64_t batches, double alpha, double beta) {
   const int64_t size = batches * a.rows * b.cols;
+  // a and b are repointed at these f32 copies.
   const std::vector<float> a32 = pack<float, T>(a, batches), b32 = pack<float, T>(b, batches);
   std::vector<float> out32(size);
   if (beta != 0) {
@@ -131,28 +132,29 @@ void gemm_half(T* out, Operand a, Operand b, int64_t batches, double alpha, doub
   });
 }
 
-// Integers: not performance critical; exact in int64, then wrapped to T as torch does.
+// Integers: not performance critical. Unsigned 64-bit arithmetic wraps on overflow (as torch's
+// integer matmul does) where signed arithmetic would be undefined.
 template <typename T>
 void matmul_integer(T* out, const Operand& a, const Operand& b, int64_t batches, double alpha,
                     double beta) {
   const int64_t m = a.rows, k = a.cols, n = b.cols;
   const T* pa = static_cast<const T*>(a.data);
   const T* pb = static_cast<const T*>(b.data);
-  const auto ialpha = static_cast<int64_t>(alpha), ibeta = static_cast<int64_t>(beta);
+  const auto u = [](auto v) { return static_cast<uint64_t>(static_cast<int64_t>(v)); };
+  const uint64_t ualpha = u(alpha), ubeta = u(beta);
   parallel_for(batches * m, n * k, [&](int64_t s, int64_t e) {
-    std::vector<int64_t> acc(n);
+    std::vector<uint64_t> acc(n);
     for (int64_t row = s; row < e; ++row) {
       const int64_t batch = row / m, i = row % m;
       std::fill(acc.begin(), acc.end(), 0);
       for (int64_t p = 0; p < k; ++p) {
-        const int64_t av = pa[batch * a.batch_stride + i * a.row_stride + p * a.col_stride];
+        const uint64_t av = u(pa[batch * a.batch_stride + i * a.row_stride + p * a.col_stride]);
         const T* brow = pb + batch * b.batch_stride + p * b.row_stride;
-        for (int64_t j = 0; j < n; ++j) acc[j] += av * static_cast<int64_t>(brow[j * b.col_stride]);
+        for (int64_t j = 0; j < n; ++j) acc[j] += av * u(brow[j * b.col_stride]);
       }
       T* c = out + row * n;
       for (int64_t j = 0; j < n; ++j)
-        c[j] =
-            static_cast<T>(ialpha * acc[j] + (ibeta == 0 ? 0 : ibeta * static_cast<int64_t>(c[j])));
+        c[j] = static_cast<T>(ualpha * acc[j] + (ubeta == 0 ? 0 : ubeta * u(c[j])));
     }
   });
 }

@@ -93,8 +93,8 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
   const std::vector<C> b = bias.defined() ? read_values<C>(bias) : std::vector<C>(cols, C(0));
   const T* src = x.data<T>();
   T* dst = out.data<T>();
-  float* mean_out = mean.data<float>();
-  float* rstd_out = rstd.data<float>();
+  C* mean_out = mean.data<C>();
+  C* rstd_out = rstd.data<C>();
   const C* wp = w.data();  // raw pointers let the compiler vectorize the loops below
   const C* bp = b.data();
   parallel_for(rows, cols, [&](int64_t begin, int64_t end) {
@@ -112,8 +112,8 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
         sq += d * d;
       }
       const C rs = C(1) / std::sqrt(sq / static_cast<C>(cols) + static_cast<C>(eps));
-      mean_out[r] = static_cast<float>(mu);
-      rstd_out[r] = static_cast<float>(rs);
+      mean_out[r] = mu;
+      rstd_out[r] = rs;
       for (int64_t c = 0; c < cols; ++c)
         y[c] = T((static_cast<C>(xr[c]) - mu) * rs * wp[c] + bp[c]);
     }
@@ -133,8 +133,8 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
   const Rows<T> grads(grad_out, cols);
   const T* src = x.data<T>();
   T* dst = grad_x.data<T>();
-  const float* means = mean.data<float>();
-  const float* rstds = rstd.data<float>();
+  const C* means = mean.data<C>();
+  const C* rstds = rstd.data<C>();
 
   // Rows split into chunks, each with its own column partials, so no two threads add to one sum.
   // The partials are kept even when a gradient is not wanted: one branch-free pass is cheaper.
@@ -154,7 +154,8 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
         const T* go = grads.row(r, buf);
         const T* xr = src + r * cols;
         T* gx = dst + r * cols;
-        const C mu = means[r], rs = rstds[r];
+        const C mu = means[r];
+        const C rs = rstds[r];
         C sum_g = 0, sum_gx = 0;
 #pragma omp simd reduction(+ : sum_g, sum_gx)
         for (int64_t c = 0; c < cols; ++c) {
