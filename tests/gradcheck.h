@@ -76,7 +76,8 @@ inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<N
   for (size_t i = 0; i < inputs.size(); ++i) {
     if (!options.requires_grad[i]) {
       if (leaves[i].grad().defined()) {
-        return ::testing::AssertionFailure() << "input " << i << " has a grad but does not require one";
+        return ::testing::AssertionFailure()
+               << "input " << i << " has a grad but does not require one";
       }
       continue;
     }
@@ -84,13 +85,13 @@ inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<N
     std::vector<double> analytic(inputs[i].numel(), 0.0);
     if (grad.defined()) {
       if (grad.shape() != inputs[i].shape) {
-        return ::testing::AssertionFailure() << "grad of input " << i << " has shape "
-                                             << shape_str(grad.shape()) << ", expected "
-                                             << shape_str(inputs[i].shape);
+        return ::testing::AssertionFailure()
+               << "grad of input " << i << " has shape " << shape_str(grad.shape()) << ", expected "
+               << shape_str(inputs[i].shape);
       }
       if (grad.dtype() != DType::Float64 || grad.device() != device) {
-        return ::testing::AssertionFailure() << "grad of input " << i << " is " << grad.dtype()
-                                             << " on " << grad.device();
+        return ::testing::AssertionFailure()
+               << "grad of input " << i << " is " << grad.dtype() << " on " << grad.device();
       }
       analytic = to_f64(grad);
     }

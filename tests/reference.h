@@ -1,8 +1,8 @@
 #pragma once
-// Host-side float64 references for the test suite: a tiny row-major NDArray with NumPy broadcasting,
-// conversions between it and st::Tensor, the per-dtype tolerance table, and EXPECT_CLOSE. Expected
-// values are computed with plain loops over NDArrays (here and in the tests), never with the
-// library's ops; the library is only used to move data in and out.
+// Host-side float64 references for the test suite: a tiny row-major NDArray with NumPy
+// broadcasting, conversions between it and st::Tensor, the per-dtype tolerance table, and
+// EXPECT_CLOSE. Expected values are computed with plain loops over NDArrays (here and in the
+// tests), never with the library's ops; the library is only used to move data in and out.
 
 #include <gtest/gtest.h>
 #include <spiraltorch/spiraltorch.h>
@@ -219,8 +219,10 @@ inline Shape reduced_shape(const Shape& shape, const Index& dims, bool keepdim) 
   Shape out;
   for (int64_t d = 0; d < static_cast<int64_t>(shape.size()); ++d) {
     bool reduced = dims.empty() || std::find(dims.begin(), dims.end(), d) != dims.end();
-    if (!reduced) out.push_back(shape[d]);
-    else if (keepdim) out.push_back(1);
+    if (!reduced)
+      out.push_back(shape[d]);
+    else if (keepdim)
+      out.push_back(1);
   }
   return out;
 }
@@ -326,7 +328,8 @@ inline NDArray matmul(const NDArray& a_in, const NDArray& b_in, NDArray* magnitu
 // Uniform values on a grid in [lo, hi] whose step is 2^-8 of the largest bound's power of two, so
 // every value has at most 8 significant bits and is exact in bfloat16, float16, float32 and
 // float64: a reference computed from the NDArray then sees exactly what the op sees.
-inline NDArray grid_random(const Shape& shape, std::mt19937& rng, double lo = -4.0, double hi = 4.0) {
+inline NDArray grid_random(const Shape& shape, std::mt19937& rng, double lo = -4.0,
+                           double hi = 4.0) {
   double bound = std::max(std::fabs(lo), std::fabs(hi));
   int exponent = 0;
   std::frexp(bound, &exponent);  // bound < 2^exponent
@@ -349,7 +352,8 @@ inline NDArray grid_random_away_from_zero(const Shape& shape, std::mt19937& rng,
 }
 
 // Continuous uniform values, for float64 gradient checks.
-inline NDArray uniform_random(const Shape& shape, std::mt19937& rng, double lo = -1.0, double hi = 1.0) {
+inline NDArray uniform_random(const Shape& shape, std::mt19937& rng, double lo = -1.0,
+                              double hi = 1.0) {
   std::uniform_real_distribution<double> dist(lo, hi);
   NDArray out(shape);
   for (auto& v : out.data) v = dist(rng);
@@ -359,7 +363,8 @@ inline NDArray uniform_random(const Shape& shape, std::mt19937& rng, double lo =
 // Distinct values (a shuffled ladder with spacing `gap`), for max/min without ties.
 inline NDArray distinct_random(const Shape& shape, std::mt19937& rng, double gap = 0.125) {
   NDArray out(shape);
-  for (int64_t i = 0; i < out.numel(); ++i) out[i] = (static_cast<double>(i) - out.numel() / 2) * gap;
+  for (int64_t i = 0; i < out.numel(); ++i)
+    out[i] = (static_cast<double>(i) - out.numel() / 2) * gap;
   std::shuffle(out.data.begin(), out.data.end(), rng);
   return out;
 }
@@ -395,8 +400,10 @@ inline std::pair<Shape, Shape> random_broadcast_pair(std::mt19937& rng) {
   std::bernoulli_distribution coin(0.4), side(0.5);
   for (size_t i = 0; i < b.size(); ++i) {
     if (!coin(rng)) continue;
-    if (side(rng)) b[i] = 1;
-    else a[i + drop] = 1;
+    if (side(rng))
+      b[i] = 1;
+    else
+      a[i + drop] = 1;
   }
   if (side(rng)) std::swap(a, b);
   return {a, b};
@@ -413,7 +420,8 @@ inline bool is_float(DType dtype) {
 // A contiguous tensor of `dtype` on `device` holding a's values. Integer and bool tensors are
 // filled from host buffers of their own type; float ones from float64 (the grid inputs are exact
 // in every float dtype, so the conversion cannot round).
-inline Tensor make_tensor(const NDArray& a, DType dtype = DType::Float64, Device device = st::kCPU) {
+inline Tensor make_tensor(const NDArray& a, DType dtype = DType::Float64,
+                          Device device = st::kCPU) {
   Tensor host;
   const int64_t n = a.numel();
   switch (dtype) {
@@ -435,9 +443,7 @@ inline Tensor make_tensor(const NDArray& a, DType dtype = DType::Float64, Device
       host = st::from_buffer<bool>(buf.get(), a.shape, {DType::Bool});
       break;
     }
-    default:
-      host = st::from_buffer<double>(a.data.data(), a.shape, {DType::Float64});
-      break;
+    default: host = st::from_buffer<double>(a.data.data(), a.shape, {DType::Float64}); break;
   }
   return host.to(device, dtype);
 }
@@ -472,7 +478,8 @@ inline Tensor make_tensor(const NDArray& a, DType dtype, Device device, Layout l
   if (layout == Layout::Strided && a.ndim() < 1) layout = Layout::Contiguous;
   switch (layout) {
     case Layout::Contiguous: return make_tensor(a, dtype, device);
-    case Layout::Transposed: return make_tensor(transpose(a, -1, -2), dtype, device).transpose(-1, -2);
+    case Layout::Transposed:
+      return make_tensor(transpose(a, -1, -2), dtype, device).transpose(-1, -2);
     case Layout::Strided: {
       Shape wide = a.shape;
       int64_t n = wide.back();
@@ -517,12 +524,12 @@ inline std::string index_str(const Index& idx) { return shape_str(idx); }
 // tolerance (NaNs must match NaNs, infinities must be equal). `magnitude`, when given, has the
 // expected shape and holds the scale of each element's admissible rounding error (e.g. sum |x|
 // of a sum), used when it exceeds |expected|.
-inline ::testing::AssertionResult all_close(const Tensor& actual, const NDArray& expected, Tolerance tol,
-                                            const NDArray* magnitude = nullptr) {
+inline ::testing::AssertionResult all_close(const Tensor& actual, const NDArray& expected,
+                                            Tolerance tol, const NDArray* magnitude = nullptr) {
   if (!actual.defined()) return ::testing::AssertionFailure() << "result is an undefined tensor";
   if (actual.shape() != expected.shape) {
-    return ::testing::AssertionFailure() << "shape " << shape_str(actual.shape()) << ", expected "
-                                         << shape_str(expected.shape);
+    return ::testing::AssertionFailure()
+           << "shape " << shape_str(actual.shape()) << ", expected " << shape_str(expected.shape);
   }
   std::vector<double> got = to_f64(actual);
   int64_t bad = 0, worst = -1;
@@ -567,11 +574,14 @@ inline void assert_close(const Tensor& actual, const NDArray& expected, double r
   EXPECT_TRUE(all_close(actual, expected, {rtol, atol}));
 }
 
-#define EXPECT_CLOSE(actual, expected, ...) EXPECT_TRUE(::st_test::all_close((actual), (expected), __VA_ARGS__))
-#define ASSERT_CLOSE(actual, expected, ...) ASSERT_TRUE(::st_test::all_close((actual), (expected), __VA_ARGS__))
+#define EXPECT_CLOSE(actual, expected, ...) \
+  EXPECT_TRUE(::st_test::all_close((actual), (expected), __VA_ARGS__))
+#define ASSERT_CLOSE(actual, expected, ...) \
+  ASSERT_TRUE(::st_test::all_close((actual), (expected), __VA_ARGS__))
 
 // Exact equality of values, for integer, bool and data-movement results.
-#define EXPECT_EXACT(actual, expected) EXPECT_TRUE(::st_test::all_close((actual), (expected), {0.0, 0.0}))
+#define EXPECT_EXACT(actual, expected) \
+  EXPECT_TRUE(::st_test::all_close((actual), (expected), {0.0, 0.0}))
 
 // ---------------------------------------------------------------------------------------------
 // Errors.
@@ -585,7 +595,8 @@ template <typename E, typename F>
   } catch (const E& e) {
     std::string msg = e.what();
     if (msg.empty() || msg[0] != '[') {
-      return ::testing::AssertionFailure() << "message \"" << msg << "\" does not start with \"[op]\"";
+      return ::testing::AssertionFailure()
+             << "message \"" << msg << "\" does not start with \"[op]\"";
     }
     for (const auto& f : fragments) {
       if (msg.find(f) == std::string::npos) {
@@ -594,11 +605,11 @@ template <typename E, typename F>
     }
     return ::testing::AssertionSuccess() << "threw: " << msg;
   } catch (const st::Error& e) {
-    return ::testing::AssertionFailure() << "threw another st::Error kind (" << typeid(e).name()
-                                         << "): " << e.what();
+    return ::testing::AssertionFailure()
+           << "threw another st::Error kind (" << typeid(e).name() << "): " << e.what();
   } catch (const std::exception& e) {
-    return ::testing::AssertionFailure() << "threw a non-st exception (" << typeid(e).name()
-                                         << "): " << e.what();
+    return ::testing::AssertionFailure()
+           << "threw a non-st exception (" << typeid(e).name() << "): " << e.what();
   }
   return ::testing::AssertionFailure() << "did not throw";
 }

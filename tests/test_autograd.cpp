@@ -14,7 +14,9 @@ using Inputs = std::vector<Tensor>;
 class Gradcheck : public ::testing::TestWithParam<Device> {
  public:
   Device device() const { return GetParam(); }
-  NDArray u(const Shape& shape, double lo = -1, double hi = 1) { return uniform_random(shape, rng, lo, hi); }
+  NDArray u(const Shape& shape, double lo = -1, double hi = 1) {
+    return uniform_random(shape, rng, lo, hi);
+  }
   // Magnitudes in [lo, hi] with random signs: keeps inputs away from kinks at 0.
   NDArray away(const Shape& shape, double lo = 0.2, double hi = 1.5) {
     NDArray a = uniform_random(shape, rng, lo, hi);
@@ -39,7 +41,8 @@ void check_unary(Gradcheck& g, const std::string& name, std::function<Tensor(con
                  std::function<NDArray(const Shape&)> make) {
   g.check(name + " [3, 4]", [op](const Inputs& x) { return op(x[0]); }, {make({3, 4})});
   g.check(name + " transposed", [op](const Inputs& x) { return op(x[0].t()); }, {make({4, 3})});
-  g.check(name + " strided", [op](const Inputs& x) { return op(x[0].slice(1, 1, std::nullopt, 2)); }, {make({3, 5})});
+  g.check(name + " strided",
+          [op](const Inputs& x) { return op(x[0].slice(1, 1, std::nullopt, 2)); }, {make({3, 5})});
   g.check(name + " 0-d", [op](const Inputs& x) { return op(x[0]); }, {make({})});
 }
 
@@ -47,23 +50,41 @@ TEST_P(Gradcheck, UnaryOps) {
   auto any = [&](const Shape& s) { return u(s, -2, 2); };
   auto positive = [&](const Shape& s) { return u(s, 0.5, 2); };
   auto nonzero = [&](const Shape& s) { return away(s); };
-  check_unary(*this, "neg", [](const Tensor& x) { return st::neg(x); }, any);
-  check_unary(*this, "operator-", [](const Tensor& x) { return -x; }, any);
-  check_unary(*this, "exp", [](const Tensor& x) { return st::exp(x); }, any);
-  check_unary(*this, "log", [](const Tensor& x) { return st::log(x); }, positive);
-  check_unary(*this, "sqrt", [](const Tensor& x) { return st::sqrt(x); }, positive);
-  check_unary(*this, "rsqrt", [](const Tensor& x) { return st::rsqrt(x); }, positive);
-  check_unary(*this, "abs", [](const Tensor& x) { return st::abs(x); }, nonzero);
-  check_unary(*this, "tanh", [](const Tensor& x) { return st::tanh(x); }, any);
-  check_unary(*this, "sigmoid", [](const Tensor& x) { return st::sigmoid(x); }, any);
-  check_unary(*this, "relu", [](const Tensor& x) { return st::relu(x); }, nonzero);
-  check_unary(*this, "gelu erf", [](const Tensor& x) { return st::gelu(x); }, any);
-  check_unary(*this, "gelu tanh", [](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); }, any);
-  check_unary(*this, "pow 2", [](const Tensor& x) { return st::pow(x, 2); }, any);
-  check_unary(*this, "pow 3", [](const Tensor& x) { return st::pow(x, 3.0); }, any);
-  check_unary(*this, "pow 0.5", [](const Tensor& x) { return st::pow(x, 0.5); }, positive);
-  check_unary(*this, "pow -1.5", [](const Tensor& x) { return st::pow(x, -1.5); }, positive);
-  check_unary(*this, "pow 0", [](const Tensor& x) { return st::pow(x, 0) * x; }, any);
+  check_unary(
+      *this, "neg", [](const Tensor& x) { return st::neg(x); }, any);
+  check_unary(
+      *this, "operator-", [](const Tensor& x) { return -x; }, any);
+  check_unary(
+      *this, "exp", [](const Tensor& x) { return st::exp(x); }, any);
+  check_unary(
+      *this, "log", [](const Tensor& x) { return st::log(x); }, positive);
+  check_unary(
+      *this, "sqrt", [](const Tensor& x) { return st::sqrt(x); }, positive);
+  check_unary(
+      *this, "rsqrt", [](const Tensor& x) { return st::rsqrt(x); }, positive);
+  check_unary(
+      *this, "abs", [](const Tensor& x) { return st::abs(x); }, nonzero);
+  check_unary(
+      *this, "tanh", [](const Tensor& x) { return st::tanh(x); }, any);
+  check_unary(
+      *this, "sigmoid", [](const Tensor& x) { return st::sigmoid(x); }, any);
+  check_unary(
+      *this, "relu", [](const Tensor& x) { return st::relu(x); }, nonzero);
+  check_unary(
+      *this, "gelu erf", [](const Tensor& x) { return st::gelu(x); }, any);
+  check_unary(
+      *this, "gelu tanh", [](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); },
+      any);
+  check_unary(
+      *this, "pow 2", [](const Tensor& x) { return st::pow(x, 2); }, any);
+  check_unary(
+      *this, "pow 3", [](const Tensor& x) { return st::pow(x, 3.0); }, any);
+  check_unary(
+      *this, "pow 0.5", [](const Tensor& x) { return st::pow(x, 0.5); }, positive);
+  check_unary(
+      *this, "pow -1.5", [](const Tensor& x) { return st::pow(x, -1.5); }, positive);
+  check_unary(
+      *this, "pow 0", [](const Tensor& x) { return st::pow(x, 0) * x; }, any);
   // Bounds at +-0.5; inputs have magnitudes in [0.6, 1.5] or [0, 0.4], never near a bound.
   auto off_bounds = [&](const Shape& s) {
     NDArray a = away(s, 0.0, 0.4);
@@ -72,32 +93,52 @@ TEST_P(Gradcheck, UnaryOps) {
     for (int64_t i = 0; i < a.numel(); ++i) a[i] = pick(rng) ? a[i] : b[i];
     return a;
   };
-  check_unary(*this, "clamp", [](const Tensor& x) { return st::clamp(x, -0.5, 0.5); }, off_bounds);
-  check_unary(*this, "clamp min", [](const Tensor& x) { return st::clamp(x, -0.5, std::nullopt); }, off_bounds);
-  check_unary(*this, "clamp max", [](const Tensor& x) { return st::clamp(x, std::nullopt, 0.5); }, off_bounds);
-  check_unary(*this, "x + 2.5", [](const Tensor& x) { return x + 2.5; }, any);
-  check_unary(*this, "x - 1", [](const Tensor& x) { return st::sub(x, st::Scalar(1)); }, any);
-  check_unary(*this, "x * 3", [](const Tensor& x) { return x * 3; }, any);
-  check_unary(*this, "x / 4", [](const Tensor& x) { return x / 4.0; }, any);
-  check_unary(*this, "2 - x", [](const Tensor& x) { return 2.0 - x; }, any);
-  check_unary(*this, "3 / x", [](const Tensor& x) { return 3.0 / x; }, nonzero);
-  check_unary(*this, "methods", [](const Tensor& x) { return x.exp().tanh().sigmoid().abs().neg(); }, any);
+  check_unary(
+      *this, "clamp", [](const Tensor& x) { return st::clamp(x, -0.5, 0.5); }, off_bounds);
+  check_unary(
+      *this, "clamp min", [](const Tensor& x) { return st::clamp(x, -0.5, std::nullopt); },
+      off_bounds);
+  check_unary(
+      *this, "clamp max", [](const Tensor& x) { return st::clamp(x, std::nullopt, 0.5); },
+      off_bounds);
+  check_unary(
+      *this, "x + 2.5", [](const Tensor& x) { return x + 2.5; }, any);
+  check_unary(
+      *this, "x - 1", [](const Tensor& x) { return st::sub(x, st::Scalar(1)); }, any);
+  check_unary(
+      *this, "x * 3", [](const Tensor& x) { return x * 3; }, any);
+  check_unary(
+      *this, "x / 4", [](const Tensor& x) { return x / 4.0; }, any);
+  check_unary(
+      *this, "2 - x", [](const Tensor& x) { return 2.0 - x; }, any);
+  check_unary(
+      *this, "3 / x", [](const Tensor& x) { return 3.0 / x; }, nonzero);
+  check_unary(
+      *this, "methods", [](const Tensor& x) { return x.exp().tanh().sigmoid().abs().neg(); }, any);
 }
 
 // Binary ops with equal shapes, broadcasting on either side, 0-d operands and transposed views.
-void check_binary(Gradcheck& g, const std::string& name, std::function<Tensor(const Tensor&, const Tensor&)> op,
-                  std::function<NDArray(const Shape&)> make_a, std::function<NDArray(const Shape&)> make_b) {
+void check_binary(Gradcheck& g, const std::string& name,
+                  std::function<Tensor(const Tensor&, const Tensor&)> op,
+                  std::function<NDArray(const Shape&)> make_a,
+                  std::function<NDArray(const Shape&)> make_b) {
   struct Case {
     Shape a, b;
   };
-  for (const auto& c : std::vector<Case>{{{3, 4}, {3, 4}}, {{3, 1, 4}, {2, 1}}, {{4}, {3, 4}}, {{}, {2, 3}}, {{2, 3}, {}}}) {
-    g.check(name + " " + shape_str(c.a) + " " + shape_str(c.b), [op](const Inputs& x) { return op(x[0], x[1]); },
-            {make_a(c.a), make_b(c.b)});
+  for (const auto& c : std::vector<Case>{
+           {{3, 4}, {3, 4}}, {{3, 1, 4}, {2, 1}}, {{4}, {3, 4}}, {{}, {2, 3}}, {{2, 3}, {}}}) {
+    g.check(name + " " + shape_str(c.a) + " " + shape_str(c.b),
+            [op](const Inputs& x) { return op(x[0], x[1]); }, {make_a(c.a), make_b(c.b)});
   }
-  g.check(name + " transposed", [op](const Inputs& x) { return op(x[0].t(), x[1]); }, {make_a({4, 3}), make_b({3, 4})});
-  g.check(name + " expanded", [op](const Inputs& x) { return op(x[0].expand({3, 4}), x[1]); },
+  g.check(name + " transposed", [op](const Inputs& x) { return op(x[0].t(), x[1]); },
+          {make_a({4, 3}), make_b({3, 4})});
+  g.check(name + " expanded",
+          [op](const Inputs& x) {
+            return op(x[0].expand({3, 4}), x[1]);
+          },
           {make_a({3, 1}), make_b({3, 4})});
-  g.check(name + " same tensor twice", [op](const Inputs& x) { return op(x[0], x[0]); }, {make_b({2, 3})});
+  g.check(name + " same tensor twice", [op](const Inputs& x) { return op(x[0], x[0]); },
+          {make_b({2, 3})});
   g.check(name + " only a requires grad", [op](const Inputs& x) { return op(x[0], x[1]); },
           {make_a({2, 3}), make_b({3})}, {.requires_grad = {true, false}});
   g.check(name + " only b requires grad", [op](const Inputs& x) { return op(x[0], x[1]); },
@@ -108,41 +149,60 @@ TEST_P(Gradcheck, BinaryOps) {
   auto any = [&](const Shape& s) { return u(s, -2, 2); };
   auto positive = [&](const Shape& s) { return u(s, 0.5, 2); };
   auto nonzero = [&](const Shape& s) { return away(s, 0.5, 2); };
-  check_binary(*this, "add", [](const Tensor& a, const Tensor& b) { return a + b; }, any, any);
-  check_binary(*this, "add alpha", [](const Tensor& a, const Tensor& b) { return st::add(a, b, 2.5); }, any, any);
-  check_binary(*this, "sub", [](const Tensor& a, const Tensor& b) { return a - b; }, any, any);
-  check_binary(*this, "sub alpha", [](const Tensor& a, const Tensor& b) { return st::sub(a, b, -3); }, any, any);
-  check_binary(*this, "mul", [](const Tensor& a, const Tensor& b) { return a * b; }, any, any);
-  check_binary(*this, "div", [](const Tensor& a, const Tensor& b) { return a / b; }, any, nonzero);
-  check_binary(*this, "pow", [](const Tensor& a, const Tensor& b) { return st::pow(a, b); }, positive, positive);
+  check_binary(
+      *this, "add", [](const Tensor& a, const Tensor& b) { return a + b; }, any, any);
+  check_binary(
+      *this, "add alpha", [](const Tensor& a, const Tensor& b) { return st::add(a, b, 2.5); }, any,
+      any);
+  check_binary(
+      *this, "sub", [](const Tensor& a, const Tensor& b) { return a - b; }, any, any);
+  check_binary(
+      *this, "sub alpha", [](const Tensor& a, const Tensor& b) { return st::sub(a, b, -3); }, any,
+      any);
+  check_binary(
+      *this, "mul", [](const Tensor& a, const Tensor& b) { return a * b; }, any, any);
+  check_binary(
+      *this, "div", [](const Tensor& a, const Tensor& b) { return a / b; }, any, nonzero);
+  check_binary(
+      *this, "pow", [](const Tensor& a, const Tensor& b) { return st::pow(a, b); }, positive,
+      positive);
 }
 
 TEST_P(Gradcheck, MaximumMinimum) {
   auto on_quarters = [&](const Shape& s) { return ladder(s, 0.0); };
   auto between = [&](const Shape& s) { return ladder(s, 0.125); };
-  check_binary(*this, "maximum", [](const Tensor& a, const Tensor& b) { return st::maximum(a, b); }, on_quarters,
-               between);
-  check_binary(*this, "minimum", [](const Tensor& a, const Tensor& b) { return st::minimum(a, b); }, on_quarters,
-               between);
+  check_binary(
+      *this, "maximum", [](const Tensor& a, const Tensor& b) { return st::maximum(a, b); },
+      on_quarters, between);
+  check_binary(
+      *this, "minimum", [](const Tensor& a, const Tensor& b) { return st::minimum(a, b); },
+      on_quarters, between);
 }
 
 TEST_P(Gradcheck, Where) {
   NDArray cond = int_random({3, 4}, rng, 0, 1);
   Tensor c = make_tensor(cond, DType::Bool, device());
-  check("where same shapes", [c](const Inputs& x) { return st::where(c, x[0], x[1]); }, {u({3, 4}), u({3, 4})});
-  check("where broadcast", [c](const Inputs& x) { return st::where(c, x[0], x[1]); }, {u({3, 1}), u({4})});
-  check("where 0-d b", [c](const Inputs& x) { return st::where(c, x[0].t(), x[1]); }, {u({4, 3}), u({})});
+  check("where same shapes", [c](const Inputs& x) { return st::where(c, x[0], x[1]); },
+        {u({3, 4}), u({3, 4})});
+  check("where broadcast", [c](const Inputs& x) { return st::where(c, x[0], x[1]); },
+        {u({3, 1}), u({4})});
+  check("where 0-d b", [c](const Inputs& x) { return st::where(c, x[0].t(), x[1]); },
+        {u({4, 3}), u({})});
 }
 
 TEST_P(Gradcheck, Reductions) {
   for (const Shape& dims : std::vector<Shape>{{}, {0}, {1}, {-1}, {0, 2}, {1, -1}, {0, 1, 2}}) {
     for (bool keepdim : {false, true}) {
       std::string tag = shape_str(dims) + (keepdim ? " keepdim" : "");
-      check("sum " + tag, [dims, keepdim](const Inputs& x) { return st::sum(x[0], dims, keepdim); }, {u({2, 3, 4})});
-      check("mean " + tag, [dims, keepdim](const Inputs& x) { return st::mean(x[0], dims, keepdim); }, {u({2, 3, 4})});
+      check("sum " + tag, [dims, keepdim](const Inputs& x) { return st::sum(x[0], dims, keepdim); },
+            {u({2, 3, 4})});
+      check("mean " + tag,
+            [dims, keepdim](const Inputs& x) { return st::mean(x[0], dims, keepdim); },
+            {u({2, 3, 4})});
     }
   }
-  check("sum of transposed", [](const Inputs& x) { return st::sum(x[0].transpose(0, 2), {0}); }, {u({2, 3, 4})});
+  check("sum of transposed", [](const Inputs& x) { return st::sum(x[0].transpose(0, 2), {0}); },
+        {u({2, 3, 4})});
   check("mean method", [](const Inputs& x) { return x[0].mean({1}, true); }, {u({3, 5})});
   check("sum_to", [](const Inputs& x) { return st::sum_to(x[0], {4, 1}); }, {u({3, 4, 5})});
   check("sum_to same", [](const Inputs& x) { return st::sum_to(x[0], {3, 4}); }, {u({3, 4})});
@@ -152,15 +212,18 @@ TEST_P(Gradcheck, MaxMin) {
   for (int64_t dim : {0, 1, -1}) {
     for (bool keepdim : {false, true}) {
       std::string tag = std::to_string(dim) + (keepdim ? " keepdim" : "");
-      check("max dim " + tag, [dim, keepdim](const Inputs& x) { return std::get<0>(st::max(x[0], dim, keepdim)); },
+      check("max dim " + tag,
+            [dim, keepdim](const Inputs& x) { return std::get<0>(st::max(x[0], dim, keepdim)); },
             {distinct_random({3, 4, 2}, rng)});
-      check("min dim " + tag, [dim, keepdim](const Inputs& x) { return std::get<0>(st::min(x[0], dim, keepdim)); },
+      check("min dim " + tag,
+            [dim, keepdim](const Inputs& x) { return std::get<0>(st::min(x[0], dim, keepdim)); },
             {distinct_random({3, 4, 2}, rng)});
     }
   }
   check("max full", [](const Inputs& x) { return st::max(x[0]); }, {distinct_random({4, 5}, rng)});
   check("min full", [](const Inputs& x) { return st::min(x[0]); }, {distinct_random({4, 5}, rng)});
-  check("min full transposed", [](const Inputs& x) { return st::min(x[0].t()); }, {distinct_random({3, 5}, rng)});
+  check("min full transposed", [](const Inputs& x) { return st::min(x[0].t()); },
+        {distinct_random({3, 5}, rng)});
 }
 
 TEST_P(Gradcheck, Matmul) {
@@ -176,43 +239,57 @@ TEST_P(Gradcheck, Matmul) {
                                          {{3, 4}, {2, 4, 5}},
                                          {{2, 3, 4}, {4}},
                                          {{4}, {2, 4, 3}}}) {
-    check("matmul " + shape_str(c.a) + " @ " + shape_str(c.b), [](const Inputs& x) { return st::matmul(x[0], x[1]); },
-          {u(c.a), u(c.b)});
+    check("matmul " + shape_str(c.a) + " @ " + shape_str(c.b),
+          [](const Inputs& x) { return st::matmul(x[0], x[1]); }, {u(c.a), u(c.b)});
   }
-  check("matmul transposed operands", [](const Inputs& x) { return st::matmul(x[0].t(), x[1].t()); },
-        {u({4, 3}), u({5, 4})});
-  check("matmul batched transposed", [](const Inputs& x) { return st::matmul(x[0], x[1].transpose(1, 2)); },
+  check("matmul transposed operands",
+        [](const Inputs& x) { return st::matmul(x[0].t(), x[1].t()); }, {u({4, 3}), u({5, 4})});
+  check("matmul batched transposed",
+        [](const Inputs& x) { return st::matmul(x[0], x[1].transpose(1, 2)); },
         {u({2, 3, 4}), u({2, 5, 4})});
-  check("matmul expanded batch", [](const Inputs& x) { return st::matmul(x[0].expand({3, 2, 4}), x[1]); },
+  check("matmul expanded batch",
+        [](const Inputs& x) {
+          return st::matmul(x[0].expand({3, 2, 4}), x[1]);
+        },
         {u({1, 2, 4}), u({3, 4, 2})});
   check("matmul x @ x", [](const Inputs& x) { return x[0].matmul(x[0]); }, {u({3, 3})});
 }
 
 TEST_P(Gradcheck, SoftmaxAndLogSoftmax) {
   for (int64_t dim : {0, 1, 2, -1}) {
-    check("softmax " + std::to_string(dim), [dim](const Inputs& x) { return st::softmax(x[0], dim); },
-          {u({2, 3, 4}, -2, 2)});
-    check("log_softmax " + std::to_string(dim), [dim](const Inputs& x) { return st::log_softmax(x[0], dim); },
-          {u({2, 3, 4}, -2, 2)});
+    check("softmax " + std::to_string(dim),
+          [dim](const Inputs& x) { return st::softmax(x[0], dim); }, {u({2, 3, 4}, -2, 2)});
+    check("log_softmax " + std::to_string(dim),
+          [dim](const Inputs& x) { return st::log_softmax(x[0], dim); }, {u({2, 3, 4}, -2, 2)});
   }
-  check("softmax transposed", [](const Inputs& x) { return st::softmax(x[0].t(), 1); }, {u({5, 3}, -2, 2)});
-  check("log_softmax strided", [](const Inputs& x) { return st::log_softmax(x[0].slice(1, 0, std::nullopt, 2), -1); },
+  check("softmax transposed", [](const Inputs& x) { return st::softmax(x[0].t(), 1); },
+        {u({5, 3}, -2, 2)});
+  check("log_softmax strided",
+        [](const Inputs& x) { return st::log_softmax(x[0].slice(1, 0, std::nullopt, 2), -1); },
         {u({3, 7}, -2, 2)});
 }
 
 TEST_P(Gradcheck, LayerNorm) {
-  check("layer_norm weight bias", [](const Inputs& x) { return st::layer_norm(x[0], {6}, x[1], x[2]); },
+  check("layer_norm weight bias",
+        [](const Inputs& x) { return st::layer_norm(x[0], {6}, x[1], x[2]); },
         {u({3, 6}, -2, 2), u({6}, 0.5, 1.5), u({6})});
-  check("layer_norm 2 dims", [](const Inputs& x) { return st::layer_norm(x[0], {3, 4}, x[1], x[2]); },
+  check("layer_norm 2 dims",
+        [](const Inputs& x) {
+          return st::layer_norm(x[0], {3, 4}, x[1], x[2]);
+        },
         {u({2, 3, 4}, -2, 2), u({3, 4}, 0.5, 1.5), u({3, 4})});
-  check("layer_norm plain", [](const Inputs& x) { return st::layer_norm(x[0], {5}); }, {u({4, 5}, -2, 2)});
+  check("layer_norm plain", [](const Inputs& x) { return st::layer_norm(x[0], {5}); },
+        {u({4, 5}, -2, 2)});
   check("layer_norm weight only", [](const Inputs& x) { return st::layer_norm(x[0], {5}, x[1]); },
         {u({4, 5}, -2, 2), u({5}, 0.5, 1.5)});
-  check("layer_norm bias only", [](const Inputs& x) { return st::layer_norm(x[0], {5}, Tensor(), x[1]); },
+  check("layer_norm bias only",
+        [](const Inputs& x) { return st::layer_norm(x[0], {5}, Tensor(), x[1]); },
         {u({4, 5}, -2, 2), u({5})});
-  check("layer_norm transposed, eps 0.1", [](const Inputs& x) { return st::layer_norm(x[0].t(), {3}, x[1], x[2], 0.1); },
+  check("layer_norm transposed, eps 0.1",
+        [](const Inputs& x) { return st::layer_norm(x[0].t(), {3}, x[1], x[2], 0.1); },
         {u({3, 4}, -2, 2), u({3}, 0.5, 1.5), u({3})});
-  check("layer_norm x only requires grad", [](const Inputs& x) { return st::layer_norm(x[0], {6}, x[1], x[2]); },
+  check("layer_norm x only requires grad",
+        [](const Inputs& x) { return st::layer_norm(x[0], {6}, x[1], x[2]); },
         {u({3, 6}, -2, 2), u({6}, 0.5, 1.5), u({6})}, {.requires_grad = {true, false, false}});
 }
 
@@ -223,7 +300,8 @@ TEST_P(Gradcheck, Embedding) {
           [indices](const Inputs& x) { return st::embedding(x[0], indices); }, {u({6, 3})});
   }
   Tensor one = make_tensor(scalar_array(4), DType::Int64, device());
-  check("embedding 0-d index", [one](const Inputs& x) { return st::embedding(x[0], one).exp(); }, {u({6, 3})});
+  check("embedding 0-d index", [one](const Inputs& x) { return st::embedding(x[0], one).exp(); },
+        {u({6, 3})});
 }
 
 TEST_P(Gradcheck, EmbeddingRepeatedIndicesAccumulate) {
@@ -245,60 +323,87 @@ TEST_P(Gradcheck, EmbeddingRepeatedIndicesAccumulate) {
 
 TEST_P(Gradcheck, CrossEntropy) {
   Tensor target = make_tensor(NDArray({5}, {1, 3, -100, 0, 3}), DType::Int64, device());
-  for (auto [reduction, name] : std::vector<std::pair<st::Reduction, const char*>>{
-           {st::Reduction::Mean, "mean"}, {st::Reduction::Sum, "sum"}, {st::Reduction::None, "none"}}) {
+  for (auto [reduction, name] :
+       std::vector<std::pair<st::Reduction, const char*>>{{st::Reduction::Mean, "mean"},
+                                                          {st::Reduction::Sum, "sum"},
+                                                          {st::Reduction::None, "none"}}) {
     check(std::string("cross_entropy ") + name,
-          [target, reduction](const Inputs& x) { return st::cross_entropy(x[0], target, -100, reduction); },
+          [target, reduction](const Inputs& x) {
+            return st::cross_entropy(x[0], target, -100, reduction);
+          },
           {u({5, 4}, -2, 2)});
   }
   Tensor t32 = make_tensor(NDArray({4}, {2, 2, 0, 1}), DType::Int32, device());
   check("cross_entropy ignore_index 2",
-        [t32](const Inputs& x) { return st::cross_entropy(x[0], t32, 2, st::Reduction::Mean); }, {u({4, 3}, -2, 2)});
+        [t32](const Inputs& x) { return st::cross_entropy(x[0], t32, 2, st::Reduction::Mean); },
+        {u({4, 3}, -2, 2)});
   check("cross_entropy transposed logits",
         [t32](const Inputs& x) { return st::cross_entropy(x[0].t(), t32); }, {u({3, 4}, -2, 2)});
   Tensor single = make_tensor(scalar_array(2), DType::Int64, device());
-  check("cross_entropy [C]", [single](const Inputs& x) { return st::cross_entropy(x[0], single); }, {u({5}, -2, 2)});
+  check("cross_entropy [C]", [single](const Inputs& x) { return st::cross_entropy(x[0], single); },
+        {u({5}, -2, 2)});
 }
 
 TEST_P(Gradcheck, JoinAndSplit) {
-  check("cat dim 0", [](const Inputs& x) { return st::cat({x[0], x[1].t(), x[2]}, 0); },
+  check("cat dim 0",
+        [](const Inputs& x) {
+          return st::cat({x[0], x[1].t(), x[2]}, 0);
+        },
         {u({2, 3}), u({3, 1}), u({4, 3})});
-  check("cat dim -1", [](const Inputs& x) { return st::cat({x[0], x[1]}, -1).exp(); }, {u({2, 3}), u({2, 2})});
+  check("cat dim -1",
+        [](const Inputs& x) {
+          return st::cat({x[0], x[1]}, -1).exp();
+        },
+        {u({2, 3}), u({2, 2})});
   check("cat same tensor", [](const Inputs& x) { return st::cat({x[0], x[0]}, 1); }, {u({2, 3})});
-  check("stack dim 1", [](const Inputs& x) { return st::stack({x[0], x[1], x[0]}, 1); }, {u({2, 3}), u({2, 3})});
-  check("split all pieces", [](const Inputs& x) {
+  check("stack dim 1",
+        [](const Inputs& x) {
+          return st::stack({x[0], x[1], x[0]}, 1);
+        },
+        {u({2, 3}), u({2, 3})});
+  check("split all pieces",
+        [](const Inputs& x) {
           auto p = st::split(x[0], 2);
           return st::cat({p[0] * 2, p[1].exp(), p[2]}, 0);
-        }, {u({5, 3})});
+        },
+        {u({5, 3})});
   // One node with three outputs, of which only two are used: the unused rows get zero gradient.
-  check("split some pieces", [](const Inputs& x) {
+  check("split some pieces",
+        [](const Inputs& x) {
           auto p = st::split(x[0], Shape{2, 3, 1}, 0);
           return st::cat({p[0] * 3, p[2]}, 0);
-        }, {u({6, 2})});
-  check("split one piece", [](const Inputs& x) { return st::split(x[0], 2, 1)[1].exp(); }, {u({3, 5})});
-  check("chunk", [](const Inputs& x) {
+        },
+        {u({6, 2})});
+  check("split one piece", [](const Inputs& x) { return st::split(x[0], 2, 1)[1].exp(); },
+        {u({3, 5})});
+  check("chunk",
+        [](const Inputs& x) {
           auto p = st::chunk(x[0], 3, 0);
           return p[0] * p[1] + p[2];
-        }, {u({6, 4})});
+        },
+        {u({6, 4})});
 }
+
+// A view of Tensor x, for the table below.
+#define VIEW(expr) [](const Tensor& x) { return expr; }
 
 TEST_P(Gradcheck, Views) {
   using View = std::function<Tensor(const Tensor&)>;
   const std::vector<std::pair<const char*, View>> views = {
-      {"permute", [](const Tensor& x) { return x.permute({2, 0, 1}); }},
-      {"transpose", [](const Tensor& x) { return x.transpose(0, 2); }},
-      {"narrow", [](const Tensor& x) { return x.narrow(1, 1, 2); }},
-      {"slice step", [](const Tensor& x) { return x.slice(2, 0, std::nullopt, 3); }},
-      {"select", [](const Tensor& x) { return x.select(1, -1); }},
-      {"expand", [](const Tensor& x) { return x.narrow(1, 0, 1).expand({2, 5, 4}); }},
-      {"view", [](const Tensor& x) { return x.view({6, 4}); }},
-      {"reshape of transposed", [](const Tensor& x) { return x.transpose(1, 2).reshape({8, 3}); }},
-      {"flatten", [](const Tensor& x) { return x.flatten(); }},
-      {"squeeze", [](const Tensor& x) { return x.narrow(1, 2, 1).squeeze(1); }},
-      {"unsqueeze", [](const Tensor& x) { return x.unsqueeze(1); }},
-      {"contiguous", [](const Tensor& x) { return x.t().contiguous(); }},
-      {"clone", [](const Tensor& x) { return x.clone(); }},
-      {"chain", [](const Tensor& x) { return x.transpose(0, 1).slice(0, 1, std::nullopt, 2).select(2, 0); }},
+      {"permute", VIEW(x.permute({2, 0, 1}))},
+      {"transpose", VIEW(x.transpose(0, 2))},
+      {"narrow", VIEW(x.narrow(1, 1, 2))},
+      {"slice step", VIEW(x.slice(2, 0, std::nullopt, 3))},
+      {"select", VIEW(x.select(1, -1))},
+      {"expand", VIEW(x.narrow(1, 0, 1).expand({2, 5, 4}))},
+      {"view", VIEW(x.view({6, 4}))},
+      {"reshape of transposed", VIEW(x.transpose(1, 2).reshape({8, 3}))},
+      {"flatten", VIEW(x.flatten())},
+      {"squeeze", VIEW(x.narrow(1, 2, 1).squeeze(1))},
+      {"unsqueeze", VIEW(x.unsqueeze(1))},
+      {"contiguous", VIEW(x.t().contiguous())},
+      {"clone", VIEW(x.clone())},
+      {"chain", VIEW(x.transpose(0, 1).slice(0, 1, std::nullopt, 2).select(2, 0))},
   };
   for (const auto& [name, view] : views) {
     const Shape shape = std::string(name) == "contiguous" ? Shape{3, 4} : Shape{2, 3, 4};
@@ -342,21 +447,26 @@ TEST_P(Gradcheck, ToDtypeBetweenFloat32AndFloat64) {
   Tensor y = make_tensor(v, DType::Float64, device());
   y.set_requires_grad(true);
   st::sum(st::exp(y.to(DType::Float32)) * 2).backward();
-  EXPECT_CLOSE(y.grad(), map(v, [](double t) { return 2 * std::exp(static_cast<double>(static_cast<float>(t))); }),
-               tolerance_for(DType::Float32));
+  EXPECT_CLOSE(
+      y.grad(),
+      map(v, [](double t) { return 2 * std::exp(static_cast<double>(static_cast<float>(t))); }),
+      tolerance_for(DType::Float32));
 }
 
 TEST_P(Gradcheck, Composite) {
   // A small MLP with a loss: many rules composed.
   Tensor target = make_tensor(NDArray({4}, {0, 2, 1, 2}), DType::Int64, device());
-  check("mlp", [target](const Inputs& x) {
+  check("mlp",
+        [target](const Inputs& x) {
           Tensor h = st::gelu(st::matmul(x[0], x[1]) + x[2]);
           Tensor n = st::layer_norm(h, {5});
           return st::cross_entropy(st::matmul(n, x[3]), target);
-        }, {u({4, 3}), u({3, 5}), u({5}), u({5, 3})}, {.atol = 1e-6});
+        },
+        {u({4, 3}), u({3, 5}), u({5}), u({5, 3})}, {.atol = 1e-6});
 }
 
-INSTANTIATE_TEST_SUITE_P(Autograd, Gradcheck, ::testing::ValuesIn(st::available_devices()), DeviceName());
+INSTANTIATE_TEST_SUITE_P(Autograd, Gradcheck, ::testing::ValuesIn(st::available_devices()),
+                         DeviceName());
 
 }  // namespace
 }  // namespace st_test

@@ -19,7 +19,9 @@ class Engine : public ::testing::TestWithParam<Device> {
     t.set_requires_grad(true);
     return t;
   }
-  Tensor constant(const NDArray& values) const { return make_tensor(values, DType::Float64, device()); }
+  Tensor constant(const NDArray& values) const {
+    return make_tensor(values, DType::Float64, device());
+  }
   NDArray u(const Shape& shape) { return uniform_random(shape, rng, -1, 1); }
   static constexpr Tolerance kExact{1e-12, 1e-14};
   std::mt19937 rng{1618};
@@ -250,8 +252,9 @@ TEST_P(Engine, InPlaceChangeOfASavedTensorIsAnError) {
     ADD_FAILURE() << "backward through a tensor modified in place did not throw";
   } catch (const st::Error& e) {
     std::string msg = lower(e.what());
-    EXPECT_TRUE(msg.find("in place") != std::string::npos || msg.find("in-place") != std::string::npos ||
-                msg.find("inplace") != std::string::npos || msg.find("modified") != std::string::npos)
+    EXPECT_TRUE(
+        msg.find("in place") != std::string::npos || msg.find("in-place") != std::string::npos ||
+        msg.find("inplace") != std::string::npos || msg.find("modified") != std::string::npos)
         << e.what();
   }
 }
@@ -366,7 +369,8 @@ TEST_P(Engine, GradientOfABroadcastLeafIsReducedToItsShape) {
   EXPECT_CLOSE(b.grad(), reduce_dims(from_tensor(a), {0}, true, sum_of), kExact);
 }
 
-INSTANTIATE_TEST_SUITE_P(Autograd, Engine, ::testing::ValuesIn(st::available_devices()), DeviceName());
+INSTANTIATE_TEST_SUITE_P(Autograd, Engine, ::testing::ValuesIn(st::available_devices()),
+                         DeviceName());
 
 }  // namespace
 }  // namespace st_test

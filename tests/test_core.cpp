@@ -56,7 +56,8 @@ TEST(DTypeTest, PromotionLattice) {
   };
   for (size_t i = 0; i < order.size(); ++i) {
     for (size_t j = 0; j < order.size(); ++j) {
-      EXPECT_EQ(st::promote_types(order[i], order[j]), expected[i][j]) << order[i] << " with " << order[j];
+      EXPECT_EQ(st::promote_types(order[i], order[j]), expected[i][j])
+          << order[i] << " with " << order[j];
     }
   }
 }
@@ -65,13 +66,13 @@ TEST(DTypeTest, HalfRoundsToNearestEven) {
   auto bits = [](float f) { return Half(f).bits; };
   EXPECT_EQ(bits(1.0f), 0x3C00);
   EXPECT_EQ(bits(-2.0f), 0xC000);
-  EXPECT_EQ(bits(65504.0f), 0x7BFF);                      // largest finite
-  EXPECT_EQ(bits(65520.0f), 0x7C00);                      // halfway to 2^16: rounds to inf
-  EXPECT_EQ(bits(1.0f + std::ldexp(1.0f, -11)), 0x3C00);  // tie: to even (1.0)
+  EXPECT_EQ(bits(65504.0f), 0x7BFF);                          // largest finite
+  EXPECT_EQ(bits(65520.0f), 0x7C00);                          // halfway to 2^16: rounds to inf
+  EXPECT_EQ(bits(1.0f + std::ldexp(1.0f, -11)), 0x3C00);      // tie: to even (1.0)
   EXPECT_EQ(bits(1.0f + 3 * std::ldexp(1.0f, -11)), 0x3C02);  // tie: to even (1 + 2^-9)
-  EXPECT_EQ(bits(std::ldexp(1.0f, -24)), 0x0001);         // smallest subnormal
-  EXPECT_EQ(bits(std::ldexp(1.0f, -26)), 0x0000);         // below half of it
-  EXPECT_EQ(bits(3 * std::ldexp(1.0f, -26)), 0x0001);     // above half of it
+  EXPECT_EQ(bits(std::ldexp(1.0f, -24)), 0x0001);             // smallest subnormal
+  EXPECT_EQ(bits(std::ldexp(1.0f, -26)), 0x0000);             // below half of it
+  EXPECT_EQ(bits(3 * std::ldexp(1.0f, -26)), 0x0001);         // above half of it
   EXPECT_EQ(bits(INFINITY), 0x7C00);
   EXPECT_TRUE(std::isnan(static_cast<float>(Half(NAN))));
   EXPECT_EQ(static_cast<float>(Half(0.333251953125f)), 0.333251953125f);  // exact in f16
@@ -83,7 +84,7 @@ TEST(DTypeTest, HalfRoundsToNearestEven) {
 TEST(DTypeTest, BFloat16RoundsToNearestEven) {
   auto bits = [](float f) { return BFloat16(f).bits; };
   EXPECT_EQ(bits(1.0f), 0x3F80);
-  EXPECT_EQ(bits(1.0f + std::ldexp(1.0f, -8)), 0x3F80);  // tie: to even (1.0)
+  EXPECT_EQ(bits(1.0f + std::ldexp(1.0f, -8)), 0x3F80);      // tie: to even (1.0)
   EXPECT_EQ(bits(1.0f + 3 * std::ldexp(1.0f, -8)), 0x3F82);  // tie: to even (1 + 2^-6)
   EXPECT_EQ(bits(1.0f + std::ldexp(1.0f, -8) + std::ldexp(1.0f, -16)), 0x3F81);  // above the tie
   EXPECT_EQ(bits(-3.0f), 0xC040);
@@ -136,7 +137,8 @@ TEST(DeviceTest, AvailableDevicesMatchBackends) {
   std::set<st::DeviceType> seen;
   for (const auto& d : devices) {
     EXPECT_TRUE(seen.insert(d.type).second) << "one device per backend";
-    EXPECT_NE(std::find(names.begin(), names.end(), std::string(st::device_type_name(d.type))), names.end());
+    EXPECT_NE(std::find(names.begin(), names.end(), std::string(st::device_type_name(d.type))),
+              names.end());
   }
 }
 
@@ -197,7 +199,8 @@ TEST_P(TensorCore, Metadata) {
 }
 
 TEST_P(TensorCore, Factories) {
-  for (DType dtype : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32, DType::Int64}) {
+  for (DType dtype : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32,
+                      DType::Int64}) {
     SCOPED_TRACE(st::dtype_name(dtype));
     Tensor z = st::zeros({2, 3}, options(dtype));
     EXPECT_EQ(z.dtype(), dtype);
@@ -269,7 +272,8 @@ TEST_P(TensorCore, Arange) {
   Tensor fractional = st::arange(1, 2.5);
   EXPECT_EQ(fractional.dtype(), DType::Float32);
   EXPECT_EXACT(fractional, NDArray({2}, {1, 2}));
-  EXPECT_EXACT(st::arange(0, 1000, 1, opts(DType::BFloat16)).slice(0, 0, 5), NDArray({5}, {0, 1, 2, 3, 4}));
+  EXPECT_EXACT(st::arange(0, 1000, 1, opts(DType::BFloat16)).slice(0, 0, 5),
+               NDArray({5}, {0, 1, 2, 3, 4}));
 }
 
 TEST_P(TensorCore, RandIsUniformInUnitInterval) {
@@ -355,18 +359,21 @@ TEST_P(TensorCore, DtypeConversions) {
     return to_f64(make_tensor(a, DType::Float32, device()).to(to));
   };
   const double e8 = std::ldexp(1.0, -8), e11 = std::ldexp(1.0, -11), e24 = std::ldexp(1.0, -24);
-  EXPECT_EQ(convert({1 + e8, 1 + 3 * e8, 1 + e8 + std::ldexp(1.0, -16), -(1 + e8), 3.0}, DType::BFloat16),
-            (std::vector<double>{1.0, 1 + 4 * e8, 1 + 2 * e8, -1.0, 3.0}));
+  EXPECT_EQ(
+      convert({1 + e8, 1 + 3 * e8, 1 + e8 + std::ldexp(1.0, -16), -(1 + e8), 3.0}, DType::BFloat16),
+      (std::vector<double>{1.0, 1 + 4 * e8, 1 + 2 * e8, -1.0, 3.0}));
   EXPECT_EQ(convert({1 + e11, 1 + 3 * e11, 65504, e24, std::ldexp(1.0, -26), -2.5}, DType::Float16),
             (std::vector<double>{1.0, 1 + 4 * e11, 65504, e24, 0.0, -2.5}));
   std::vector<double> inf = convert({65520, -1e6}, DType::Float16);
   EXPECT_EQ(inf[0], INFINITY);
   EXPECT_EQ(inf[1], -INFINITY);
-  EXPECT_EQ(convert({2.75, -2.75, 0.5, -0.5, 100}, DType::Int32), (std::vector<double>{2, -2, 0, 0, 100}));
+  EXPECT_EQ(convert({2.75, -2.75, 0.5, -0.5, 100}, DType::Int32),
+            (std::vector<double>{2, -2, 0, 0, 100}));
   EXPECT_EQ(convert({2.75, -2.75, 1e9}, DType::Int64), (std::vector<double>{2, -2, 1e9}));
   EXPECT_EQ(convert({0.0, -0.5, 2.0, NAN}, DType::Bool), (std::vector<double>{0, 1, 1, 1}));
   // float64 -> float32 rounds to nearest even.
-  NDArray d(Shape{3}, {1 + std::ldexp(1.0, -30), 1 + std::ldexp(1.0, -24) + std::ldexp(1.0, -40), 0.1});
+  NDArray d(Shape{3},
+            {1 + std::ldexp(1.0, -30), 1 + std::ldexp(1.0, -24) + std::ldexp(1.0, -40), 0.1});
   std::vector<double> f = to_f64(make_tensor(d, DType::Float64, device()).to(DType::Float32));
   EXPECT_EQ(f, (std::vector<double>{1.0, 1 + std::ldexp(1.0, -23), static_cast<double>(0.1f)}));
   // int64 -> float32: 2^24 + 1 is a tie between 2^24 and 2^24 + 2.
@@ -419,7 +426,8 @@ TEST_P(TensorCore, DataPointerIsTyped) {
   EXPECT_TRUE(throws<st::DTypeError>([&] { (void)x.data<double>(); }, {"[data]"}));
 }
 
-INSTANTIATE_TEST_SUITE_P(Core, TensorCore, ::testing::ValuesIn(st::available_devices()), DeviceName());
+INSTANTIATE_TEST_SUITE_P(Core, TensorCore, ::testing::ValuesIn(st::available_devices()),
+                         DeviceName());
 
 // ---------------------------------------------------------------------------------------------
 // Printing, as PyTorch prints
@@ -429,9 +437,11 @@ TEST(PrintTest, LikePyTorch) {
   EXPECT_EQ(st::tensor<int64_t>({1, 2, 3}).str(), "tensor([1, 2, 3])");
   EXPECT_EQ(st::tensor<float>({1.5f, 2.25f}).str(), "tensor([1.5000, 2.2500])");
   EXPECT_EQ(st::scalar_tensor(2.5, {}).str(), "tensor(2.5000)");
-  EXPECT_EQ(st::tensor<float>({1, 2, 3, 4}).view({2, 2}).str(), "tensor([[1., 2.],\n        [3., 4.]])");
+  EXPECT_EQ(st::tensor<float>({1, 2, 3, 4}).view({2, 2}).str(),
+            "tensor([[1., 2.],\n        [3., 4.]])");
   // PyTorch writes the module before the dtype ("torch.float64"); either module name will do.
-  auto has_dtype_suffix = [](const std::string& s, const std::string& head, const std::string& dtype) {
+  auto has_dtype_suffix = [](const std::string& s, const std::string& head,
+                             const std::string& dtype) {
     return s.rfind(head + ", dtype=", 0) == 0 && s.size() > dtype.size() + 1 &&
            s.compare(s.size() - dtype.size() - 2, dtype.size() + 2, "." + dtype + ")") == 0;
   };

@@ -9,37 +9,77 @@ namespace {
 class Errors : public ::testing::TestWithParam<Device> {
  protected:
   Device device() const { return GetParam(); }
-  Tensor f32(const Shape& shape) const { return st::zeros(shape, {.dtype = DType::Float32, .device = device()}); }
-  Tensor ints(const NDArray& values, DType dtype = DType::Int64) const { return make_tensor(values, dtype, device()); }
+  Tensor f32(const Shape& shape) const {
+    return st::zeros(shape, {.dtype = DType::Float32, .device = device()});
+  }
+  Tensor ints(const NDArray& values, DType dtype = DType::Int64) const {
+    return make_tensor(values, dtype, device());
+  }
 };
 
 TEST_P(Errors, BroadcastShapes) {
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::add(f32({2, 3}), f32({4})); }, {"[add]", "[2, 3]", "[4]"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { (void)(f32({2, 3}) + f32({4})); }, {"[add]", "[2, 3]", "[4]"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::mul(f32({3, 2}), f32({3})); }, {"mul", "[3, 2]", "[3]"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::add(f32({2, 3}), f32({4}));
+      },
+      {"[add]", "[2, 3]", "[4]"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        (void)(f32({2, 3}) + f32({4}));
+      },
+      {"[add]", "[2, 3]", "[4]"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::mul(f32({3, 2}), f32({3}));
+      },
+      {"mul", "[3, 2]", "[3]"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::sub(f32({5}), f32({4})); }, {"sub", "[5]", "[4]"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::maximum(f32({2, 2}), f32({3, 1})); }, {"[2, 2]", "[3, 1]"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::maximum(f32({2, 2}), f32({3, 1}));
+      },
+      {"[2, 2]", "[3, 1]"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::lt(f32({2}), f32({3})); }, {"[2]", "[3]"}));
   EXPECT_TRUE(throws<st::ShapeError>(
-      [&] { st::where(make_tensor(NDArray({2}), DType::Bool, device()), f32({3}), f32({1})); }, {"where"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::broadcast_shapes({2, 3}, {4}, "myop"); }, {"[myop]", "[2, 3]", "[4]"}));
+      [&] { st::where(make_tensor(NDArray({2}), DType::Bool, device()), f32({3}), f32({1})); },
+      {"where"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::broadcast_shapes({2, 3}, {4}, "myop");
+      },
+      {"[myop]", "[2, 3]", "[4]"}));
 }
 
 TEST_P(Errors, MatmulShapes) {
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::matmul(f32({3, 4}), f32({5, 6})); }, {"matmul", "[3, 4]", "[5, 6]"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::matmul(f32({3}), f32({4})); }, {"matmul", "[3]", "[4]"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::matmul(f32({2, 3, 4}), f32({3, 4, 5})); }, {"matmul"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::matmul(f32({3, 4}), f32({5, 6}));
+      },
+      {"matmul", "[3, 4]", "[5, 6]"}));
+  EXPECT_TRUE(
+      throws<st::ShapeError>([&] { st::matmul(f32({3}), f32({4})); }, {"matmul", "[3]", "[4]"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::matmul(f32({2, 3, 4}), f32({3, 4, 5}));
+      },
+      {"matmul"}));
   EXPECT_TRUE(throws_named([&] { st::matmul(f32({}), f32({3})); }, {"matmul"}));
 }
 
 TEST_P(Errors, WrongDtypes) {
   Tensor weight = f32({10, 4});
   EXPECT_TRUE(throws<st::DTypeError>([&] { st::embedding(weight, f32({3})); }, {"embedding"}));
-  EXPECT_TRUE(throws<st::DTypeError>([&] { st::cross_entropy(f32({2, 5}), f32({2})); }, {"cross_entropy"}));
+  EXPECT_TRUE(throws<st::DTypeError>(
+      [&] {
+        st::cross_entropy(f32({2, 5}), f32({2}));
+      },
+      {"cross_entropy"}));
   EXPECT_TRUE(throws<st::DTypeError>([&] { st::where(f32({3}), f32({3}), f32({3})); }, {"where"}));
   // Both operands of matmul must share a dtype, as in PyTorch.
   EXPECT_TRUE(throws<st::DTypeError>(
-      [&] { st::matmul(f32({2, 2}), st::zeros({2, 2}, {.dtype = DType::Float64, .device = device()})); },
+      [&] {
+        st::matmul(f32({2, 2}), st::zeros({2, 2}, {.dtype = DType::Float64, .device = device()}));
+      },
       {"matmul"}));
   // bool matmul: if rejected, it must be as a DTypeError.
   Tensor b = st::zeros({2, 2}, {.dtype = DType::Bool, .device = device()});
@@ -83,7 +123,7 @@ TEST_P(Errors, DimsOutOfRange) {
   EXPECT_TRUE(throws<st::IndexError>([&] { st::softmax(x, 2); }, {"softmax"}));
   EXPECT_TRUE(throws_named([&] { x.narrow(1, 2, 2); }, {"narrow"}));  // start + length past the end
   EXPECT_TRUE(throws_named([&] { x.permute({0, 0}); }, {"permute"}));  // a repeated dim
-  EXPECT_TRUE(throws_named([&] { st::sum(x, {1, -1}); }, {"sum"}));     // the same dim twice
+  EXPECT_TRUE(throws_named([&] { st::sum(x, {1, -1}); }, {"sum"}));    // the same dim twice
   EXPECT_TRUE(throws<st::IndexError>([&] { f32({0, 3}).select(0, 0); }, {"select"}));
 }
 
@@ -91,7 +131,8 @@ TEST_P(Errors, ViewsAndShapes) {
   Tensor x = f32({2, 3});
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.view({4, 2}); }, {"view"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { x.view({5, -1}); }, {"view"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { x.t().view({6}); }, {"view"}));  // strides do not allow it
+  EXPECT_TRUE(
+      throws<st::ShapeError>([&] { x.t().view({6}); }, {"view"}));  // strides do not allow it
   EXPECT_TRUE(throws_named([&] { x.view({-1, -1}); }, {"view"}));
   // With 0 elements, -1 could be anything (PyTorch refuses it too).
   EXPECT_TRUE(throws_named([&] { f32({0, 3}).view({3, -1}); }, {"view"}));
@@ -102,14 +143,24 @@ TEST_P(Errors, ViewsAndShapes) {
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::cat({x, f32({3})}, 0); }, {"cat"}));
   EXPECT_TRUE(throws_named([&] { st::cat({}, 0); }, {"cat"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::stack({x, f32({3, 2})}); }, {"stack"}));
-  EXPECT_TRUE(throws_named([&] { st::split(x, Shape{1, 2}, 0); }, {"split"}));  // sizes sum to 3, not 2
+  EXPECT_TRUE(throws_named(
+      [&] {
+        st::split(x, Shape{1, 2}, 0);
+      },
+      {"split"}));  // sizes sum to 3, not 2
   EXPECT_TRUE(throws_named([&] { st::chunk(x, 0); }, {"chunk"}));
   EXPECT_TRUE(throws_named([&] { x.slice(1, 0, 3, 0); }, {"slice"}));  // step 0
-  EXPECT_TRUE(throws_named([&] { x.slice(1, 0, 3, -1); }, {"slice"}));  // negative steps, as in PyTorch
+  EXPECT_TRUE(
+      throws_named([&] { x.slice(1, 0, 3, -1); }, {"slice"}));  // negative steps, as in PyTorch
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::layer_norm(x, {4}); }, {"layer_norm"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { st::layer_norm(x, {3}, f32({4})); }, {"layer_norm"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::embedding(f32({10}), ints(NDArray({2}))); }, {"embedding"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::cross_entropy(f32({2, 5}), ints(NDArray({3}))); }, {"cross_entropy"}));
+  EXPECT_TRUE(
+      throws<st::ShapeError>([&] { st::embedding(f32({10}), ints(NDArray({2}))); }, {"embedding"}));
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::cross_entropy(f32({2, 5}), ints(NDArray({3})));
+      },
+      {"cross_entropy"}));
   // In place, the broadcast result must keep self's shape.
   EXPECT_TRUE(throws<st::ShapeError>([&] { f32({3}).add_(f32({2, 3})); }, {"[3]", "[2, 3]"}));
   EXPECT_TRUE(throws<st::ShapeError>([&] { f32({3}).copy_(f32({4})); }, {"copy"}));
@@ -122,7 +173,9 @@ TEST_P(Errors, InvalidSizesAndValues) {
   EXPECT_TRUE(throws_named([&] { st::full({-2}, 1.0, opts); }, {"full"}));
   EXPECT_TRUE(throws_named([&] { st::empty({-5}, opts); }, {"empty"}));
   EXPECT_TRUE(throws_named([&] { st::rand({-1}, opts); }, {"rand"}));
-  EXPECT_TRUE(throws<st::ShapeError>([&] { st::zeros({int64_t{1} << 40, int64_t{1} << 40}, opts); }));
+  EXPECT_TRUE(throws<st::ShapeError>([&] {
+    st::zeros({int64_t{1} << 40, int64_t{1} << 40}, opts);
+  }));
   EXPECT_TRUE(throws<st::ValueError>([&] { st::dropout(f32({4}), 1.5); }, {"dropout"}));
   EXPECT_TRUE(throws<st::ValueError>([&] { st::dropout(f32({4}), -0.1); }, {"dropout"}));
   EXPECT_TRUE(throws_named([&] { st::arange(0, 10, 0); }, {"arange"}));
@@ -134,15 +187,29 @@ TEST_P(Errors, InvalidSizesAndValues) {
 
 TEST_P(Errors, IndicesOutOfRange) {
   Tensor weight = f32({10, 4});
-  EXPECT_TRUE(throws<st::IndexError>([&] { st::embedding(weight, ints(NDArray({3}, {1, 10, 2}))); }, {"embedding"}));
-  EXPECT_TRUE(throws<st::IndexError>([&] { st::embedding(weight, ints(NDArray({2}, {-1, 0}))); }, {"embedding"}));
+  EXPECT_TRUE(throws<st::IndexError>(
+      [&] {
+        st::embedding(weight, ints(NDArray({3}, {1, 10, 2})));
+      },
+      {"embedding"}));
+  EXPECT_TRUE(throws<st::IndexError>(
+      [&] {
+        st::embedding(weight, ints(NDArray({2}, {-1, 0})));
+      },
+      {"embedding"}));
   EXPECT_TRUE(throws<st::IndexError>(
       [&] { st::embedding(weight, ints(NDArray({1}, {11}), DType::Int32)); }, {"embedding"}));
   Tensor logits = f32({3, 5});
-  EXPECT_TRUE(throws<st::IndexError>([&] { st::cross_entropy(logits, ints(NDArray({3}, {0, 5, 1}))); },
-                                     {"cross_entropy"}));
-  EXPECT_TRUE(throws<st::IndexError>([&] { st::cross_entropy(logits, ints(NDArray({3}, {0, -1, 1}))); },
-                                     {"cross_entropy"}));
+  EXPECT_TRUE(throws<st::IndexError>(
+      [&] {
+        st::cross_entropy(logits, ints(NDArray({3}, {0, 5, 1})));
+      },
+      {"cross_entropy"}));
+  EXPECT_TRUE(throws<st::IndexError>(
+      [&] {
+        st::cross_entropy(logits, ints(NDArray({3}, {0, -1, 1})));
+      },
+      {"cross_entropy"}));
   // -1 is fine when it is the ignore_index.
   EXPECT_NO_THROW(st::cross_entropy(logits, ints(NDArray({3}, {0, -1, 1})), -1));
 }
@@ -181,13 +248,18 @@ TEST_P(Errors, MixedDevices) {
   Tensor a = f32({3});
   Tensor b = st::zeros({3}, {.dtype = DType::Float32, .device = other});
   EXPECT_TRUE(throws<st::DeviceError>([&] { st::add(a, b); }, {"add"}));
-  EXPECT_TRUE(throws<st::DeviceError>([&] { st::matmul(f32({2, 3}), st::zeros({3, 2}, {.device = other})); }, {"matmul"}));
+  EXPECT_TRUE(throws<st::DeviceError>(
+      [&] {
+        st::matmul(f32({2, 3}), st::zeros({3, 2}, {.device = other}));
+      },
+      {"matmul"}));
   EXPECT_TRUE(throws<st::DeviceError>([&] { a.add_(b); }));
   // copy_ converts devices on purpose.
   EXPECT_NO_THROW(a.copy_(b));
 }
 
-INSTANTIATE_TEST_SUITE_P(Errors, Errors, ::testing::ValuesIn(st::available_devices()), DeviceName());
+INSTANTIATE_TEST_SUITE_P(Errors, Errors, ::testing::ValuesIn(st::available_devices()),
+                         DeviceName());
 
 TEST(DeviceErrors, UnknownDeviceStrings) {
   for (const char* spec : {"tpu:0", "", "gpu", "cuda:", "cuda:x", "cpu:-1", "cuda:1:2"}) {
@@ -202,7 +274,8 @@ TEST(DeviceErrors, BackendNotBuilt) {
   std::optional<Device> missing;
   for (const char* spec : {"vulkan:0", "cuda:0"}) {
     Device d(spec);
-    bool present = std::any_of(available.begin(), available.end(), [&](const Device& a) { return a.type == d.type; });
+    bool present = std::any_of(available.begin(), available.end(),
+                               [&](const Device& a) { return a.type == d.type; });
     if (!present) {
       missing = d;
       break;

@@ -50,27 +50,28 @@ TEST_P(NNOps, Matmul) {
     Layout la = Layout::Contiguous, lb = Layout::Contiguous;
   };
   const std::vector<Case> cases = {
-      {{5}, {5}},                    // 1-D . 1-D -> 0-d
-      {{4}, {4, 3}},                 // 1-D . 2-D
-      {{3, 4}, {4}},                 // 2-D . 1-D
-      {{3, 4}, {4, 5}},              // 2-D
-      {{2, 3, 4}, {2, 4, 5}},        // batched
-      {{2, 1, 3, 4}, {5, 4, 6}},     // broadcast batch dims -> [2, 5, 3, 6]
-      {{3, 4}, {2, 4, 5}},           // a broadcast over b's batch
-      {{2, 3, 4}, {4}},              // batched . 1-D
-      {{4}, {2, 4, 5}},              // 1-D . batched
+      {{5}, {5}},                 // 1-D . 1-D -> 0-d
+      {{4}, {4, 3}},              // 1-D . 2-D
+      {{3, 4}, {4}},              // 2-D . 1-D
+      {{3, 4}, {4, 5}},           // 2-D
+      {{2, 3, 4}, {2, 4, 5}},     // batched
+      {{2, 1, 3, 4}, {5, 4, 6}},  // broadcast batch dims -> [2, 5, 3, 6]
+      {{3, 4}, {2, 4, 5}},        // a broadcast over b's batch
+      {{2, 3, 4}, {4}},           // batched . 1-D
+      {{4}, {2, 4, 5}},           // 1-D . batched
       {{3, 4}, {4, 5}, Layout::Transposed, Layout::Transposed},
       {{3, 4}, {4, 5}, Layout::Transposed, Layout::Contiguous},
       {{2, 3, 4}, {2, 4, 5}, Layout::Transposed, Layout::Strided},
       {{6, 7}, {7, 2}, Layout::Strided, Layout::Transposed},
-      {{3, 0}, {0, 4}},              // K = 0: zeros
-      {{0, 4}, {4, 3}},              // M = 0
-      {{3, 4}, {4, 0}},              // N = 0
+      {{3, 0}, {0, 4}},  // K = 0: zeros
+      {{0, 4}, {4, 3}},  // M = 0
+      {{3, 4}, {4, 0}},  // N = 0
       {{1, 1}, {1, 1}},
-      {{17, 33}, {33, 9}},           // sizes that are not multiples of any tile
+      {{17, 33}, {33, 9}},  // sizes that are not multiples of any tile
   };
   for (const auto& c : cases) {
-    SCOPED_TRACE(shape_str(c.a) + " " + layout_name(c.la) + " @ " + shape_str(c.b) + " " + layout_name(c.lb));
+    SCOPED_TRACE(shape_str(c.a) + " " + layout_name(c.la) + " @ " + shape_str(c.b) + " " +
+                 layout_name(c.lb));
     NDArray a = grid_random(c.a, rng), b = grid_random(c.b, rng);
     Tensor y = st::matmul(input(a, c.la), input(b, c.lb));
     EXPECT_EQ(y.dtype(), dtype());
@@ -90,15 +91,20 @@ TEST_P(NNOps, MatmulRandomShapes) {
     if (batch_b.size() > 2) batch_b.erase(batch_b.begin());
     int64_t m = size(rng), k = size(rng), n = size(rng);
     Shape sa = batch_a, sb = batch_b;
-    bool a_vec = std::bernoulli_distribution(0.15)(rng), b_vec = std::bernoulli_distribution(0.15)(rng);
-    if (a_vec) sa = {k};
-    else sa.insert(sa.end(), {m, k});
-    if (b_vec) sb = {k};
-    else sb.insert(sb.end(), {k, n});
+    bool a_vec = std::bernoulli_distribution(0.15)(rng),
+         b_vec = std::bernoulli_distribution(0.15)(rng);
+    if (a_vec)
+      sa = {k};
+    else
+      sa.insert(sa.end(), {m, k});
+    if (b_vec)
+      sb = {k};
+    else
+      sb.insert(sb.end(), {k, n});
     Layout la = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Contiguous;
     Layout lb = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
-    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) + " @ " +
-                 shape_str(sb) + " " + layout_name(lb));
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) +
+                 " @ " + shape_str(sb) + " " + layout_name(lb));
     NDArray a = grid_random(sa, rng), b = grid_random(sb, rng);
     NDArray mag;
     NDArray expected = matmul(a, b, &mag);
@@ -112,8 +118,8 @@ TEST_P(NNOps, SoftmaxRandomShapes) {
     int64_t ndim = static_cast<int64_t>(shape.size());
     int64_t dim = std::uniform_int_distribution<int64_t>(-ndim, ndim - 1)(rng);
     Layout layout = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
-    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dim " + std::to_string(dim) + " " +
-                 layout_name(layout));
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dim " +
+                 std::to_string(dim) + " " + layout_name(layout));
     NDArray a = grid_random(shape, rng);
     Tensor x = input(a, layout);
     EXPECT_CLOSE(st::softmax(x, dim), map_lanes(a, dim, softmax_lane), tol());
@@ -134,8 +140,10 @@ TEST_P(NNOps, MatmulExpandedBatch) {
 TEST_P(NNOps, MatmulNeedsAWideAccumulator) {
   // K = 4096 products of ones: a 16-bit accumulator would stall far below 4096.
   st::TensorOptions options{.dtype = dtype(), .device = device()};
-  EXPECT_EXACT(st::matmul(st::ones({2, 4096}, options), st::ones({4096, 3}, options)), NDArray({2, 3}, 4096.0));
-  EXPECT_EXACT(st::matmul(st::ones({4096}, options), st::ones({4096}, options)), scalar_array(4096));
+  EXPECT_EXACT(st::matmul(st::ones({2, 4096}, options), st::ones({4096, 3}, options)),
+               NDArray({2, 3}, 4096.0));
+  EXPECT_EXACT(st::matmul(st::ones({4096}, options), st::ones({4096}, options)),
+               scalar_array(4096));
 }
 
 TEST_P(NNOps, MatmulLarge) {
@@ -168,12 +176,23 @@ TEST_P(NNOps, SoftmaxAndLogSoftmax) {
     Layout layout = Layout::Contiguous;
   };
   const std::vector<Case> cases = {
-      {{3, 4, 5}, 0}, {{3, 4, 5}, 1}, {{3, 4, 5}, 2}, {{3, 4, 5}, -1}, {{3, 4, 5}, -3},
-      {{4, 6}, 0, Layout::Transposed}, {{4, 6}, 1, Layout::Transposed}, {{5, 3}, -1, Layout::Strided},
-      {{7}, 0}, {{2, 1, 3}, 1}, {{}, 0}, {{0, 5}, 1}, {{3, 0}, 0},
+      {{3, 4, 5}, 0},
+      {{3, 4, 5}, 1},
+      {{3, 4, 5}, 2},
+      {{3, 4, 5}, -1},
+      {{3, 4, 5}, -3},
+      {{4, 6}, 0, Layout::Transposed},
+      {{4, 6}, 1, Layout::Transposed},
+      {{5, 3}, -1, Layout::Strided},
+      {{7}, 0},
+      {{2, 1, 3}, 1},
+      {{}, 0},
+      {{0, 5}, 1},
+      {{3, 0}, 0},
   };
   for (const auto& c : cases) {
-    SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " + layout_name(c.layout));
+    SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " +
+                 layout_name(c.layout));
     NDArray a = grid_random(c.shape, rng);
     Tensor x = input(a, c.layout);
     Tensor s = st::softmax(x, c.dim);
@@ -206,14 +225,15 @@ TEST_P(NNOps, SoftmaxWithMinusInfinity) {
 TEST_P(NNOps, SoftmaxLarge) {
   NDArray a = grid_random({64, 1500}, rng);
   EXPECT_CLOSE(st::softmax(input(a), 1), map_lanes(a, 1, softmax_lane), tol());
-  EXPECT_CLOSE(st::log_softmax(input(a, Layout::Transposed), 1), map_lanes(a, 1, log_softmax_lane), tol());
+  EXPECT_CLOSE(st::log_softmax(input(a, Layout::Transposed), 1), map_lanes(a, 1, log_softmax_lane),
+               tol());
 }
 
 // ---------------------------------------------------------------------------------------------
 // layer_norm
 
-NDArray layer_norm_ref(const NDArray& x, int64_t normalized_ndim, const NDArray* weight, const NDArray* bias,
-                       double eps) {
+NDArray layer_norm_ref(const NDArray& x, int64_t normalized_ndim, const NDArray* weight,
+                       const NDArray* bias, double eps) {
   Shape inner(x.shape.end() - normalized_ndim, x.shape.end());
   int64_t cols = count(inner), rows = cols == 0 ? 0 : x.numel() / cols;
   NDArray out(x.shape);
@@ -256,15 +276,16 @@ TEST_P(NNOps, LayerNorm) {
   };
   for (const auto& c : cases) {
     SCOPED_TRACE(shape_str(c.x) + " over " + shape_str(c.normalized) + (c.weight ? " weight" : "") +
-                 (c.bias ? " bias" : "") + " eps " + std::to_string(c.eps) + " " + layout_name(c.layout));
+                 (c.bias ? " bias" : "") + " eps " + std::to_string(c.eps) + " " +
+                 layout_name(c.layout));
     NDArray x = grid_random(c.x, rng);
     NDArray w = grid_random(c.normalized, rng, -2, 2), b = grid_random(c.normalized, rng);
     Tensor y = st::layer_norm(input(x, c.layout), c.normalized, c.weight ? input(w) : Tensor(),
                               c.bias ? input(b) : Tensor(), c.eps);
     EXPECT_EQ(y.dtype(), dtype());
     EXPECT_EQ(y.shape(), c.x);
-    NDArray expected = layer_norm_ref(x, static_cast<int64_t>(c.normalized.size()), c.weight ? &w : nullptr,
-                                      c.bias ? &b : nullptr, c.eps);
+    NDArray expected = layer_norm_ref(x, static_cast<int64_t>(c.normalized.size()),
+                                      c.weight ? &w : nullptr, c.bias ? &b : nullptr, c.eps);
     EXPECT_CLOSE(y, expected, scaled(tol(), 2));
   }
 }
@@ -284,7 +305,8 @@ TEST_P(NNOps, LayerNormDefaultEps) {
 }
 
 TEST_P(NNOps, LayerNormLarge) {
-  NDArray x = grid_random({256, 512}, rng), w = grid_random({512}, rng, -2, 2), b = grid_random({512}, rng);
+  NDArray x = grid_random({256, 512}, rng), w = grid_random({512}, rng, -2, 2),
+          b = grid_random({512}, rng);
   Tensor y = st::layer_norm(input(x), {512}, input(w), input(b));
   EXPECT_CLOSE(y, layer_norm_ref(x, 1, &w, &b, 1e-5), scaled(tol(), 2));
 }
@@ -298,7 +320,8 @@ NDArray embedding_ref(const NDArray& weight, const NDArray& indices) {
   shape.push_back(d);
   NDArray out(shape);
   for (int64_t i = 0; i < indices.numel(); ++i) {
-    for (int64_t j = 0; j < d; ++j) out[i * d + j] = weight[static_cast<int64_t>(indices[i]) * d + j];
+    for (int64_t j = 0; j < d; ++j)
+      out[i * d + j] = weight[static_cast<int64_t>(indices[i]) * d + j];
   }
   return out;
 }
@@ -321,8 +344,9 @@ TEST_P(NNOps, Embedding) {
            {{0}, DType::Int64, Layout::Contiguous, Layout::Contiguous},
            {{2, 0}, DType::Int32, Layout::Contiguous, Layout::Contiguous},
        }) {
-    SCOPED_TRACE(shape_str(c.indices) + " " + std::string(st::dtype_name(c.index_dtype)) + " weight " +
-                 layout_name(c.weight_layout) + " indices " + layout_name(c.index_layout));
+    SCOPED_TRACE(shape_str(c.indices) + " " + std::string(st::dtype_name(c.index_dtype)) +
+                 " weight " + layout_name(c.weight_layout) + " indices " +
+                 layout_name(c.index_layout));
     NDArray indices = int_random(c.indices, rng, 0, 9);  // repeats likely
     Tensor y = st::embedding(input(weight, c.weight_layout),
                              make_tensor(indices, c.index_dtype, device(), c.index_layout));
@@ -342,7 +366,8 @@ TEST_P(NNOps, EmbeddingLarge) {
 // cross_entropy
 
 // Per-sample losses (0 where ignored) and the number of samples not ignored.
-std::pair<NDArray, int64_t> cross_entropy_ref(const NDArray& logits, const NDArray& target, int64_t ignore_index) {
+std::pair<NDArray, int64_t> cross_entropy_ref(const NDArray& logits, const NDArray& target,
+                                              int64_t ignore_index) {
   int64_t n = logits.ndim() == 1 ? 1 : logits.shape[0], c = logits.shape.back();
   NDArray loss(Shape{n});
   int64_t kept = 0;
@@ -371,8 +396,8 @@ TEST_P(NNOps, CrossEntropy) {
                                          {1, 4, -100, DType::Int64, Layout::Contiguous},
                                          {300, 1000, -100, DType::Int64, Layout::Contiguous}}) {
     SCOPED_TRACE("N " + std::to_string(c.n) + " C " + std::to_string(c.c) + " ignore " +
-                 std::to_string(c.ignore_index) + " " + std::string(st::dtype_name(c.target_dtype)) + " " +
-                 layout_name(c.layout));
+                 std::to_string(c.ignore_index) + " " +
+                 std::string(st::dtype_name(c.target_dtype)) + " " + layout_name(c.layout));
     NDArray logits = grid_random({c.n, c.c}, rng);
     NDArray target = int_random({c.n}, rng, 0, c.c - 1);
     // Some samples carry ignore_index (when it is not itself a class, mark a few explicitly).
@@ -429,7 +454,8 @@ TEST_P(NNOps, CrossEntropyIsStableForLargeLogits) {
                                   st::Reduction::None);
   // Losses are differences of numbers near 1024: allow the rounding of the inputs' scale.
   Tolerance t = tol();
-  EXPECT_CLOSE(loss, losses, {t.rtol, t.atol + t.rtol * 1024 * (dtype() == DType::Float64 ? 1 : 0.01)});
+  EXPECT_CLOSE(loss, losses,
+               {t.rtol, t.atol + t.rtol * 1024 * (dtype() == DType::Float64 ? 1 : 0.01)});
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -464,7 +490,8 @@ TEST_P(NNOps, DropoutScalesKeptValues) {
     double kept = a[i] / (1 - p);
     if (std::fabs(v[i] - kept) > t.atol + t.rtol * std::fabs(kept) && wrong < 0) wrong = i;
   }
-  EXPECT_LT(wrong, 0) << "element " << wrong << ": " << v[wrong] << ", expected 0 or " << a[wrong] / (1 - p);
+  EXPECT_LT(wrong, 0) << "element " << wrong << ": " << v[wrong] << ", expected 0 or "
+                      << a[wrong] / (1 - p);
   // 100k Bernoulli draws: the fraction has standard deviation 0.0015.
   EXPECT_NEAR(static_cast<double>(dropped) / a.numel(), p, 0.01);
 }

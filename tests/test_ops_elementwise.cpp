@@ -24,16 +24,18 @@ class Elementwise : public ::testing::TestWithParam<DeviceDType> {
 
   // Runs op on random inputs in [lo, hi] of several shapes and layouts (size-0 and size-1 dims,
   // 0-d, transposed, strided with an offset, expanded) and compares with ref applied per element.
-  void check_unary(const std::function<Tensor(const Tensor&)>& op, const std::function<double(double)>& ref,
-                   double lo, double hi) {
+  void check_unary(const std::function<Tensor(const Tensor&)>& op,
+                   const std::function<double(double)>& ref, double lo, double hi) {
     struct Case {
       Shape shape;
       Layout layout;
     };
     const std::vector<Case> cases = {
-        {{}, Layout::Contiguous},       {{0}, Layout::Contiguous},    {{1}, Layout::Contiguous},
-        {{7}, Layout::Contiguous},      {{3, 1, 5}, Layout::Contiguous}, {{4, 0, 3}, Layout::Contiguous},
-        {{2, 3, 4}, Layout::Transposed}, {{3, 5}, Layout::Strided},   {{1, 1}, Layout::Contiguous},
+        {{}, Layout::Contiguous},        {{0}, Layout::Contiguous},
+        {{1}, Layout::Contiguous},       {{7}, Layout::Contiguous},
+        {{3, 1, 5}, Layout::Contiguous}, {{4, 0, 3}, Layout::Contiguous},
+        {{2, 3, 4}, Layout::Transposed}, {{3, 5}, Layout::Strided},
+        {{1, 1}, Layout::Contiguous},
     };
     for (const auto& c : cases) {
       SCOPED_TRACE(shape_str(c.shape) + " " + layout_name(c.layout));
@@ -52,8 +54,8 @@ class Elementwise : public ::testing::TestWithParam<DeviceDType> {
   // Runs op on pairs of random inputs whose shapes broadcast in various ways, including
   // non-contiguous and expanded operands, and compares with ref per element.
   void check_binary(const std::function<Tensor(const Tensor&, const Tensor&)>& op,
-                    const std::function<double(double, double)>& ref, double alo, double ahi, double blo,
-                    double bhi, bool b_away_from_zero = false) {
+                    const std::function<double(double, double)>& ref, double alo, double ahi,
+                    double blo, double bhi, bool b_away_from_zero = false) {
     struct Case {
       Shape a, b;
       Layout la = Layout::Contiguous, lb = Layout::Contiguous;
@@ -97,14 +99,14 @@ class Elementwise : public ::testing::TestWithParam<DeviceDType> {
 };
 
 // Each call leaves its line in the failure trace, so a test with several calls tells which failed.
-#define CHECK_UNARY(...)  \
-  do {                    \
-    SCOPED_TRACE("call"); \
+#define CHECK_UNARY(...)      \
+  do {                        \
+    SCOPED_TRACE("call");     \
     check_unary(__VA_ARGS__); \
   } while (0)
-#define CHECK_BINARY(...)  \
-  do {                     \
-    SCOPED_TRACE("call");  \
+#define CHECK_BINARY(...)      \
+  do {                         \
+    SCOPED_TRACE("call");      \
     check_binary(__VA_ARGS__); \
   } while (0)
 
@@ -120,37 +122,45 @@ TEST_P(Elementwise, Neg) {
   CHECK_UNARY([](const Tensor& x) { return -x; }, [](double x) { return -x; }, -4, 4);
 }
 TEST_P(Elementwise, Exp) {
-  CHECK_UNARY([](const Tensor& x) { return st::exp(x); }, [](double x) { return std::exp(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::exp(x); }, [](double x) { return std::exp(x); }, -4,
+              4);
   CHECK_UNARY([](const Tensor& x) { return x.exp(); }, [](double x) { return std::exp(x); }, -4, 4);
 }
 TEST_P(Elementwise, Log) {
-  CHECK_UNARY([](const Tensor& x) { return st::log(x); }, [](double x) { return std::log(x); }, 0.125, 8);
-}
-TEST_P(Elementwise, Sqrt) {
-  CHECK_UNARY([](const Tensor& x) { return st::sqrt(x); }, [](double x) { return std::sqrt(x); }, 0, 8);
-}
-TEST_P(Elementwise, Rsqrt) {
-  CHECK_UNARY([](const Tensor& x) { return st::rsqrt(x); }, [](double x) { return 1 / std::sqrt(x); },
+  CHECK_UNARY([](const Tensor& x) { return st::log(x); }, [](double x) { return std::log(x); },
               0.125, 8);
 }
+TEST_P(Elementwise, Sqrt) {
+  CHECK_UNARY([](const Tensor& x) { return st::sqrt(x); }, [](double x) { return std::sqrt(x); }, 0,
+              8);
+}
+TEST_P(Elementwise, Rsqrt) {
+  CHECK_UNARY([](const Tensor& x) { return st::rsqrt(x); },
+              [](double x) { return 1 / std::sqrt(x); }, 0.125, 8);
+}
 TEST_P(Elementwise, Abs) {
-  CHECK_UNARY([](const Tensor& x) { return st::abs(x); }, [](double x) { return std::fabs(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::abs(x); }, [](double x) { return std::fabs(x); }, -4,
+              4);
 }
 TEST_P(Elementwise, Tanh) {
-  CHECK_UNARY([](const Tensor& x) { return st::tanh(x); }, [](double x) { return std::tanh(x); }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::tanh(x); }, [](double x) { return std::tanh(x); },
+              -4, 4);
 }
 TEST_P(Elementwise, Sigmoid) {
   CHECK_UNARY([](const Tensor& x) { return st::sigmoid(x); }, sigmoid, -8, 8);
 }
 TEST_P(Elementwise, Relu) {
-  CHECK_UNARY([](const Tensor& x) { return st::relu(x); }, [](double x) { return x > 0 ? x : 0.0; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::relu(x); }, [](double x) { return x > 0 ? x : 0.0; },
+              -4, 4);
 }
 TEST_P(Elementwise, GeluErf) {
   CHECK_UNARY([](const Tensor& x) { return st::gelu(x); }, gelu_erf, -4, 4);
-  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::None); }, gelu_erf, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::None); }, gelu_erf, -4,
+              4);
 }
 TEST_P(Elementwise, GeluTanh) {
-  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); }, gelu_tanh, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::gelu(x, st::GeluApproximate::Tanh); }, gelu_tanh, -4,
+              4);
 }
 TEST_P(Elementwise, GeluFormsDiffer) {
   // The two forms differ by up to ~5e-4 near |x| = 2; a backend mixing them up must fail.
@@ -166,42 +176,43 @@ TEST_P(Elementwise, PowScalar) {
   for (double e : {2.0, 3.0, -1.0, 0.0, 1.0}) {
     SCOPED_TRACE("exponent " + std::to_string(e));
     // Integral exponents accept negative bases.
-    CHECK_UNARY([e](const Tensor& x) { return st::pow(x, e); }, [e](double x) { return std::pow(x, e); },
-                e < 0 ? 0.25 : -3, 3);
+    CHECK_UNARY([e](const Tensor& x) { return st::pow(x, e); },
+                [e](double x) { return std::pow(x, e); }, e < 0 ? 0.25 : -3, 3);
   }
-  CHECK_UNARY([](const Tensor& x) { return st::pow(x, 0.5); }, [](double x) { return std::sqrt(x); }, 0, 8);
+  CHECK_UNARY([](const Tensor& x) { return st::pow(x, 0.5); },
+              [](double x) { return std::sqrt(x); }, 0, 8);
   CHECK_UNARY([](const Tensor& x) { return x.pow(2); }, [](double x) { return x * x; }, -3, 3);
-  CHECK_UNARY([](const Tensor& x) { return st::pow(x, -1.5); }, [](double x) { return std::pow(x, -1.5); },
-              0.25, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::pow(x, -1.5); },
+              [](double x) { return std::pow(x, -1.5); }, 0.25, 4);
 }
 
 TEST_P(Elementwise, Add) {
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::add(a, b); },
                [](double a, double b) { return a + b; }, -4, 4, -4, 4);
-  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a + b; }, [](double a, double b) { return a + b; },
-               -4, 4, -4, 4);
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a + b; },
+               [](double a, double b) { return a + b; }, -4, 4, -4, 4);
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::add(a, b, 2.5); },
                [](double a, double b) { return a + 2.5 * b; }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Sub) {
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::sub(a, b); },
                [](double a, double b) { return a - b; }, -4, 4, -4, 4);
-  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a - b; }, [](double a, double b) { return a - b; },
-               -4, 4, -4, 4);
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a - b; },
+               [](double a, double b) { return a - b; }, -4, 4, -4, 4);
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::sub(a, b, -0.5); },
                [](double a, double b) { return a + 0.5 * b; }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Mul) {
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::mul(a, b); },
                [](double a, double b) { return a * b; }, -4, 4, -4, 4);
-  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a * b; }, [](double a, double b) { return a * b; },
-               -4, 4, -4, 4);
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a * b; },
+               [](double a, double b) { return a * b; }, -4, 4, -4, 4);
 }
 TEST_P(Elementwise, Div) {
   CHECK_BINARY([](const Tensor& a, const Tensor& b) { return st::div(a, b); },
                [](double a, double b) { return a / b; }, -4, 4, 0.25, 4, true);
-  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a / b; }, [](double a, double b) { return a / b; },
-               -4, 4, 0.25, 4, true);
+  CHECK_BINARY([](const Tensor& a, const Tensor& b) { return a / b; },
+               [](double a, double b) { return a / b; }, -4, 4, 0.25, 4, true);
 }
 TEST_P(Elementwise, DivByZeroGivesInfAndNan) {
   NDArray a(Shape{3}, {1.0, -1.0, 0.0}), b(Shape{3}, 0.0);
@@ -228,8 +239,8 @@ TEST_P(Elementwise, RandomBroadcastShapes) {
   for (int trial = 0; trial < 30; ++trial) {
     auto [sa, sb] = random_broadcast_pair(rng);
     Layout la = layouts[pick(rng)], lb = layouts[pick(rng)];
-    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) + " with " +
-                 shape_str(sb) + " " + layout_name(lb));
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(sa) + " " + layout_name(la) +
+                 " with " + shape_str(sb) + " " + layout_name(lb));
     NDArray a = grid_random(sa, rng), b = grid_random(sb, rng);
     NDArray nz = grid_random_away_from_zero(sb, rng, 0.25, 4);
     Tensor x = input(a, la), y = input(b, lb), z = input(nz, lb);
@@ -237,21 +248,26 @@ TEST_P(Elementwise, RandomBroadcastShapes) {
     EXPECT_CLOSE(x - y, zip(a, b, [](double u, double v) { return u - v; }), tol());
     EXPECT_CLOSE(x * y, zip(a, b, [](double u, double v) { return u * v; }), tol());
     EXPECT_CLOSE(x / z, zip(a, nz, [](double u, double v) { return u / v; }), tol());
-    EXPECT_CLOSE(st::maximum(x, y), zip(a, b, [](double u, double v) { return std::max(u, v); }), tol());
+    EXPECT_CLOSE(st::maximum(x, y), zip(a, b, [](double u, double v) { return std::max(u, v); }),
+                 tol());
     EXPECT_EXACT(st::le(x, y), zip(a, b, [](double u, double v) { return u <= v ? 1.0 : 0.0; }));
   }
 }
 
 TEST_P(Elementwise, ScalarOperands) {
   CHECK_UNARY([](const Tensor& x) { return x + 2.5; }, [](double x) { return x + 2.5; }, -4, 4);
-  CHECK_UNARY([](const Tensor& x) { return st::add(x, Scalar(-1.25)); }, [](double x) { return x - 1.25; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::add(x, Scalar(-1.25)); },
+              [](double x) { return x - 1.25; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return x + 2; }, [](double x) { return x + 2; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return x - 1.5; }, [](double x) { return x - 1.5; }, -4, 4);
-  CHECK_UNARY([](const Tensor& x) { return st::sub(x, Scalar(3)); }, [](double x) { return x - 3; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::sub(x, Scalar(3)); }, [](double x) { return x - 3; },
+              -4, 4);
   CHECK_UNARY([](const Tensor& x) { return x * -2; }, [](double x) { return -2 * x; }, -4, 4);
-  CHECK_UNARY([](const Tensor& x) { return st::mul(x, Scalar(0.5)); }, [](double x) { return 0.5 * x; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::mul(x, Scalar(0.5)); },
+              [](double x) { return 0.5 * x; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return x / 4; }, [](double x) { return x / 4; }, -4, 4);
-  CHECK_UNARY([](const Tensor& x) { return st::div(x, Scalar(-0.5)); }, [](double x) { return x / -0.5; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::div(x, Scalar(-0.5)); },
+              [](double x) { return x / -0.5; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return 2.0 - x; }, [](double x) { return 2.0 - x; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return 1.5 + x; }, [](double x) { return 1.5 + x; }, -4, 4);
   CHECK_UNARY([](const Tensor& x) { return 3 * x; }, [](double x) { return 3 * x; }, -4, 4);
@@ -262,12 +278,18 @@ TEST_P(Elementwise, Comparisons) {
   using Cmp = std::function<Tensor(const Tensor&, const Tensor&)>;
   using Ref = std::function<bool(double, double)>;
   const std::vector<std::tuple<const char*, Cmp, Ref>> ops = {
-      {"eq", [](const Tensor& a, const Tensor& b) { return st::eq(a, b); }, [](double a, double b) { return a == b; }},
-      {"ne", [](const Tensor& a, const Tensor& b) { return st::ne(a, b); }, [](double a, double b) { return a != b; }},
-      {"lt", [](const Tensor& a, const Tensor& b) { return st::lt(a, b); }, [](double a, double b) { return a < b; }},
-      {"le", [](const Tensor& a, const Tensor& b) { return st::le(a, b); }, [](double a, double b) { return a <= b; }},
-      {"gt", [](const Tensor& a, const Tensor& b) { return st::gt(a, b); }, [](double a, double b) { return a > b; }},
-      {"ge", [](const Tensor& a, const Tensor& b) { return st::ge(a, b); }, [](double a, double b) { return a >= b; }},
+      {"eq", [](const Tensor& a, const Tensor& b) { return st::eq(a, b); },
+       [](double a, double b) { return a == b; }},
+      {"ne", [](const Tensor& a, const Tensor& b) { return st::ne(a, b); },
+       [](double a, double b) { return a != b; }},
+      {"lt", [](const Tensor& a, const Tensor& b) { return st::lt(a, b); },
+       [](double a, double b) { return a < b; }},
+      {"le", [](const Tensor& a, const Tensor& b) { return st::le(a, b); },
+       [](double a, double b) { return a <= b; }},
+      {"gt", [](const Tensor& a, const Tensor& b) { return st::gt(a, b); },
+       [](double a, double b) { return a > b; }},
+      {"ge", [](const Tensor& a, const Tensor& b) { return st::ge(a, b); },
+       [](double a, double b) { return a >= b; }},
   };
   const std::vector<std::pair<Shape, Shape>> shapes = {
       {{2, 3}, {2, 3}}, {{3, 1, 5}, {4, 1}}, {{}, {4}}, {{0, 2}, {2}}, {{6}, {}}};
@@ -312,14 +334,16 @@ TEST_P(Elementwise, Where) {
     SCOPED_TRACE(shape_str(c.cond) + " " + shape_str(c.a) + " " + shape_str(c.b));
     NDArray cond = int_random(c.cond, rng, 0, 1);
     NDArray a = grid_random(c.a, rng), b = grid_random(c.b, rng);
-    Tensor y = st::where(make_tensor(cond, DType::Bool, device()), input(a, Layout::Transposed), input(b));
+    Tensor y =
+        st::where(make_tensor(cond, DType::Bool, device()), input(a, Layout::Transposed), input(b));
     EXPECT_EQ(y.dtype(), dtype());
     EXPECT_EXACT(y, zip3(cond, a, b, [](double k, double x, double z) { return k != 0 ? x : z; }));
   }
   // A non-contiguous condition.
   NDArray cond = int_random({4, 3}, rng, 0, 1);
   NDArray a = grid_random({4, 3}, rng), b = grid_random({4, 3}, rng);
-  Tensor y = st::where(make_tensor(cond, DType::Bool, device(), Layout::Transposed), input(a), input(b));
+  Tensor y =
+      st::where(make_tensor(cond, DType::Bool, device(), Layout::Transposed), input(a), input(b));
   EXPECT_EXACT(y, zip3(cond, a, b, [](double k, double x, double z) { return k != 0 ? x : z; }));
 }
 
@@ -333,7 +357,8 @@ TEST_P(Elementwise, Clamp) {
   CHECK_UNARY([](const Tensor& x) { return st::clamp(x, -2, 2); },
               [](double x) { return std::min(std::max(x, -2.0), 2.0); }, -4, 4);
   // As in PyTorch, min > max sets every element to max.
-  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, 1.0, 0.0); }, [](double) { return 0.0; }, -4, 4);
+  CHECK_UNARY([](const Tensor& x) { return st::clamp(x, 1.0, 0.0); }, [](double) { return 0.0; },
+              -4, 4);
 }
 
 TEST_P(Elementwise, SpecialValues) {
@@ -372,7 +397,8 @@ TEST_P(Elementwise, LargeBroadcastUsesEveryThread) {
   // 100k+ elements: large enough for the parallel paths.
   NDArray a = grid_random({400, 257}, rng), b = grid_random({257}, rng);
   Tensor x = input(a, Layout::Transposed);
-  EXPECT_CLOSE(x * input(b) + x, zip(a, b, [](double u, double v) { return u * v + u; }), scaled(tol(), 2));
+  EXPECT_CLOSE(x * input(b) + x, zip(a, b, [](double u, double v) { return u * v + u; }),
+               scaled(tol(), 2));
   EXPECT_CLOSE(st::exp(x), map(a, [](double u) { return std::exp(u); }), tol());
   EXPECT_CLOSE(st::gelu(x), map(a, gelu_erf), tol());
 }
@@ -398,17 +424,19 @@ class IntElementwise : public ::testing::TestWithParam<DeviceDType> {
 TEST_P(IntElementwise, Arithmetic) {
   NDArray a = int_random({3, 1, 5}, rng, -50, 50), b = int_random({4, 1}, rng, -50, 50);
   Tensor x = input(a, Layout::Transposed), y = input(b);
-  for (const auto& [name, got, ref] :
-       std::vector<std::tuple<const char*, Tensor, NDArray>>{
+  for (const auto& [name, got, ref] : std::vector<std::tuple<const char*, Tensor, NDArray>>{
            {"add", x + y, zip(a, b, [](double u, double v) { return u + v; })},
            {"add alpha", st::add(x, y, 3), zip(a, b, [](double u, double v) { return u + 3 * v; })},
            {"sub", x - y, zip(a, b, [](double u, double v) { return u - v; })},
            {"mul", x * y, zip(a, b, [](double u, double v) { return u * v; })},
-           {"maximum", st::maximum(x, y), zip(a, b, [](double u, double v) { return std::max(u, v); })},
-           {"minimum", st::minimum(x, y), zip(a, b, [](double u, double v) { return std::min(u, v); })},
+           {"maximum", st::maximum(x, y),
+            zip(a, b, [](double u, double v) { return std::max(u, v); })},
+           {"minimum", st::minimum(x, y),
+            zip(a, b, [](double u, double v) { return std::min(u, v); })},
            {"neg", st::neg(x), map(a, [](double u) { return -u; })},
            {"abs", st::abs(x), map(a, [](double u) { return std::fabs(u); })},
-           {"clamp", st::clamp(x, -10, 20), map(a, [](double u) { return std::min(std::max(u, -10.0), 20.0); })},
+           {"clamp", st::clamp(x, -10, 20),
+            map(a, [](double u) { return std::min(std::max(u, -10.0), 20.0); })},
            {"scalar add", x + 7, map(a, [](double u) { return u + 7; })},
            {"scalar mul", x * 3, map(a, [](double u) { return u * 3; })},
        }) {
@@ -423,7 +451,8 @@ TEST_P(IntElementwise, TrueDivisionGivesFloat32) {
   NDArray b(Shape{3}, {2, -4, 8});
   Tensor q = st::div(input(a), input(b));
   EXPECT_EQ(q.dtype(), DType::Float32);
-  EXPECT_CLOSE(q, zip(a, b, [](double u, double v) { return u / v; }), tolerance_for(DType::Float32));
+  EXPECT_CLOSE(q, zip(a, b, [](double u, double v) { return u / v; }),
+               tolerance_for(DType::Float32));
   Tensor r = input(a) / 4;
   EXPECT_EQ(r.dtype(), DType::Float32);
   EXPECT_CLOSE(r, map(a, [](double u) { return u / 4; }), tolerance_for(DType::Float32));
@@ -465,7 +494,9 @@ INSTANTIATE_TEST_SUITE_P(Ops, IntElementwise,
 
 class Promotion : public ::testing::TestWithParam<Device> {
  protected:
-  Tensor make(DType dtype, Shape shape = {3}) const { return make_tensor(NDArray(shape, 1.0), dtype, GetParam()); }
+  Tensor make(DType dtype, Shape shape = {3}) const {
+    return make_tensor(NDArray(shape, 1.0), dtype, GetParam());
+  }
 };
 
 TEST_P(Promotion, TensorTensor) {
@@ -515,7 +546,8 @@ TEST_P(Promotion, Reductions) {
 }
 
 TEST_P(Promotion, ComparisonsGiveBool) {
-  for (DType d : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32, DType::Int64}) {
+  for (DType d : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16, DType::Int32,
+                  DType::Int64}) {
     EXPECT_EQ(st::lt(make(d), make(d)).dtype(), DType::Bool);
     EXPECT_EQ(st::eq(make(d), 1).dtype(), DType::Bool);
   }
@@ -544,7 +576,8 @@ TEST_P(Promotion, FloatUnaryOpsOnIntegersGiveFloat32) {
   EXPECT_EQ(st::sigmoid(make(DType::Bool)).dtype(), DType::Float32);
 }
 
-INSTANTIATE_TEST_SUITE_P(Ops, Promotion, ::testing::ValuesIn(st::available_devices()), DeviceName());
+INSTANTIATE_TEST_SUITE_P(Ops, Promotion, ::testing::ValuesIn(st::available_devices()),
+                         DeviceName());
 
 }  // namespace
 }  // namespace st_test

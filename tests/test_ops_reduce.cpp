@@ -28,13 +28,26 @@ struct DimsCase {
 
 const std::vector<DimsCase>& dims_cases() {
   static const std::vector<DimsCase> cases = {
-      {{2, 3, 4}, {}},        {{2, 3, 4}, {0}},        {{2, 3, 4}, {1}},
-      {{2, 3, 4}, {2}},       {{2, 3, 4}, {-1}},       {{2, 3, 4}, {0, 2}},
-      {{2, 3, 4}, {-1, 0}},   {{2, 3, 4}, {0, 1, 2}},  {{2, 3, 4}, {1, -1}, Layout::Transposed},
-      {{5, 6}, {0}, Layout::Transposed}, {{5, 6}, {1}, Layout::Strided}, {{7}, {0}},
-      {{}, {}},               {{}, {0}},               {{}, {-1}},
-      {{1, 1}, {1}},          {{3, 1, 2}, {1}},
-      {{0, 3}, {1}},          {{3, 0}, {1}},           {{0, 3}, {0}},
+      {{2, 3, 4}, {}},
+      {{2, 3, 4}, {0}},
+      {{2, 3, 4}, {1}},
+      {{2, 3, 4}, {2}},
+      {{2, 3, 4}, {-1}},
+      {{2, 3, 4}, {0, 2}},
+      {{2, 3, 4}, {-1, 0}},
+      {{2, 3, 4}, {0, 1, 2}},
+      {{2, 3, 4}, {1, -1}, Layout::Transposed},
+      {{5, 6}, {0}, Layout::Transposed},
+      {{5, 6}, {1}, Layout::Strided},
+      {{7}, {0}},
+      {{}, {}},
+      {{}, {0}},
+      {{}, {-1}},
+      {{1, 1}, {1}},
+      {{3, 1, 2}, {1}},
+      {{0, 3}, {1}},
+      {{3, 0}, {1}},
+      {{0, 3}, {0}},
   };
   return cases;
 }
@@ -61,7 +74,8 @@ TEST_P(Reduce, Sum) {
       Tensor y = st::sum(input(a, c.layout), c.dims, keepdim);
       EXPECT_EQ(y.dtype(), dtype());
       EXPECT_EQ(y.device(), device());
-      NDArray mag = reduce_dims(map(a, [](double v) { return std::fabs(v); }), c.dims, keepdim, sum_of);
+      NDArray mag =
+          reduce_dims(map(a, [](double v) { return std::fabs(v); }), c.dims, keepdim, sum_of);
       EXPECT_CLOSE(y, reduce_dims(a, c.dims, keepdim, sum_of), tol(), &mag);
     }
   }
@@ -83,7 +97,8 @@ TEST_P(Reduce, Mean) {
       NDArray a = grid_random(c.shape, rng);
       Tensor y = st::mean(input(a, c.layout), c.dims, keepdim);
       EXPECT_EQ(y.dtype(), dtype());
-      NDArray mag = reduce_dims(map(a, [](double v) { return std::fabs(v); }), c.dims, keepdim, mean_of);
+      NDArray mag =
+          reduce_dims(map(a, [](double v) { return std::fabs(v); }), c.dims, keepdim, mean_of);
       EXPECT_CLOSE(y, reduce_dims(a, c.dims, keepdim, mean_of), tol(), &mag);
     }
   }
@@ -96,12 +111,13 @@ TEST_P(Reduce, RandomShapesAndDims) {
     // A random non-empty subset of dims, some written negative; sometimes {} (all dims).
     Shape dims;
     for (int64_t d = 0; d < ndim; ++d) {
-      if (std::bernoulli_distribution(0.4)(rng)) dims.push_back(std::bernoulli_distribution(0.5)(rng) ? d - ndim : d);
+      if (std::bernoulli_distribution(0.4)(rng))
+        dims.push_back(std::bernoulli_distribution(0.5)(rng) ? d - ndim : d);
     }
     bool keepdim = std::bernoulli_distribution(0.5)(rng);
     Layout layout = std::bernoulli_distribution(0.5)(rng) ? Layout::Transposed : Layout::Strided;
-    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dims " + shape_str(dims) +
-                 (keepdim ? " keepdim " : " ") + layout_name(layout));
+    SCOPED_TRACE("trial " + std::to_string(trial) + ": " + shape_str(shape) + " dims " +
+                 shape_str(dims) + (keepdim ? " keepdim " : " ") + layout_name(layout));
     NDArray a = grid_random(shape, rng);
     Tensor x = input(a, layout);
     NDArray mag = reduce_dims(map(a, [](double v) { return std::fabs(v); }), dims, keepdim, sum_of);
@@ -110,8 +126,12 @@ TEST_P(Reduce, RandomShapesAndDims) {
     if (shape[wrap(dim, ndim)] > 0) {  // max over an empty dim is an error, as in PyTorch
       SCOPED_TRACE("max over dim " + std::to_string(dim));
       auto [values, indices] = st::max(x, dim, keepdim);
-      EXPECT_EXACT(values, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) { return extreme(v, true).first; }));
-      EXPECT_EXACT(indices, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) { return extreme(v, true).second; }));
+      EXPECT_EXACT(values, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) {
+                     return extreme(v, true).first;
+                   }));
+      EXPECT_EXACT(indices, reduce_dims(a, {dim}, keepdim, [](const std::vector<double>& v) {
+                     return extreme(v, true).second;
+                   }));
     }
   }
 }
@@ -122,10 +142,14 @@ TEST_P(Reduce, ExpandedInput) {
   NDArray full = broadcast_to(small, {2, 3, 4});
   Tensor x = input(small).expand({2, 3, 4});
   EXPECT_CLOSE(st::sum(x, {0, 2}), reduce_dims(full, {0, 2}, false, sum_of), tol());
-  EXPECT_CLOSE(st::mean(x), reduce_dims(full, {}, false, [](const std::vector<double>& v) { return sum_of(v) / 24; }),
-               tol());
+  EXPECT_CLOSE(
+      st::mean(x),
+      reduce_dims(full, {}, false, [](const std::vector<double>& v) { return sum_of(v) / 24; }),
+      tol());
   auto [values, indices] = st::max(x, 2);
-  EXPECT_EXACT(values, reduce_dims(full, {2}, false, [](const std::vector<double>& v) { return extreme(v, true).first; }));
+  EXPECT_EXACT(values, reduce_dims(full, {2}, false, [](const std::vector<double>& v) {
+                 return extreme(v, true).first;
+               }));
   EXPECT_EXACT(indices, NDArray({2, 3}, 0.0));  // all equal: the first index
 }
 
@@ -139,7 +163,8 @@ TEST_P(Reduce, LargeSumAndMean) {
   EXPECT_CLOSE(st::mean(x), map(expected, [](double s) { return s / 100000; }), tol());
   NDArray b = grid_random({300, 400}, rng);
   NDArray mag = reduce_dims(map(b, [](double v) { return std::fabs(v); }), {0}, false, sum_of);
-  EXPECT_CLOSE(st::sum(input(b, Layout::Transposed), {0}), reduce_dims(b, {0}, false, sum_of), tol(), &mag);
+  EXPECT_CLOSE(st::sum(input(b, Layout::Transposed), {0}), reduce_dims(b, {0}, false, sum_of),
+               tol(), &mag);
 }
 
 TEST_P(Reduce, MaxMinWithIndices) {
@@ -159,8 +184,9 @@ TEST_P(Reduce, MaxMinWithIndices) {
                                          {{}, 0, Layout::Contiguous}}) {
     for (bool keepdim : {false, true}) {
       for (bool want_max : {true, false}) {
-        SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " + layout_name(c.layout) +
-                     (keepdim ? " keepdim" : "") + (want_max ? " max" : " min"));
+        SCOPED_TRACE(shape_str(c.shape) + " dim " + std::to_string(c.dim) + " " +
+                     layout_name(c.layout) + (keepdim ? " keepdim" : "") +
+                     (want_max ? " max" : " min"));
         // A coarse grid so that ties occur: the first index must win.
         NDArray a = map(int_random(c.shape, rng, -3, 3), [](double v) { return v / 2; });
         Tensor x = input(a, c.layout);
@@ -212,7 +238,8 @@ TEST_P(Reduce, ArgmaxArgmin) {
     for (int64_t dim : {0, 1, 2, -1, -2}) {
       for (bool keepdim : {false, true}) {
         SCOPED_TRACE("dim " + std::to_string(dim) + (keepdim ? " keepdim" : ""));
-        EXPECT_EXACT(op(dim, keepdim), reduce_dims(a, {dim}, keepdim, [&](const std::vector<double>& v) {
+        EXPECT_EXACT(op(dim, keepdim),
+                     reduce_dims(a, {dim}, keepdim, [&](const std::vector<double>& v) {
                        return extreme(v, want_max).second;
                      }));
       }
@@ -235,8 +262,12 @@ TEST_P(Reduce, SumTo) {
   struct Case {
     Shape from, to;
   };
-  for (const auto& c : std::vector<Case>{{{3, 4, 5}, {4, 1}}, {{3, 4, 5}, {1, 4, 5}}, {{3, 4}, {}},
-                                         {{2, 3}, {2, 3}}, {{3, 4, 5}, {5}}, {{0, 3}, {3}}}) {
+  for (const auto& c : std::vector<Case>{{{3, 4, 5}, {4, 1}},
+                                         {{3, 4, 5}, {1, 4, 5}},
+                                         {{3, 4}, {}},
+                                         {{2, 3}, {2, 3}},
+                                         {{3, 4, 5}, {5}},
+                                         {{0, 3}, {3}}}) {
     SCOPED_TRACE(shape_str(c.from) + " -> " + shape_str(c.to));
     NDArray a = grid_random(c.from, rng);
     NDArray expected(c.to);
@@ -273,8 +304,12 @@ TEST_P(IntReduce, SumMaxArgmax) {
   EXPECT_EXACT(st::sum(x), reduce_dims(a, {}, false, sum_of));
   auto [values, indices] = st::max(x, -1, true);
   EXPECT_EQ(values.dtype(), dtype());
-  EXPECT_EXACT(values, reduce_dims(a, {-1}, true, [](const std::vector<double>& v) { return extreme(v, true).first; }));
-  EXPECT_EXACT(indices, reduce_dims(a, {-1}, true, [](const std::vector<double>& v) { return extreme(v, true).second; }));
+  EXPECT_EXACT(values, reduce_dims(a, {-1}, true, [](const std::vector<double>& v) {
+                 return extreme(v, true).first;
+               }));
+  EXPECT_EXACT(indices, reduce_dims(a, {-1}, true, [](const std::vector<double>& v) {
+                 return extreme(v, true).second;
+               }));
   EXPECT_EXACT(st::argmin(x, 0), reduce_dims(a, {0}, false, [](const std::vector<double>& v) {
                  return extreme(v, false).second;
                }));

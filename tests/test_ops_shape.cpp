@@ -47,65 +47,63 @@ struct ViewCase {
   bool writable = true;
 };
 
+// The table's lambdas: a view of Tensor x, and the same view of NDArray a.
+#define VIEW(expr) [](const Tensor& x) { return expr; }
+#define REF(expr) [](const NDArray& a) { return expr; }
+
 std::vector<ViewCase> view_cases() {
   const Shape s = {2, 3, 4};
   return {
-      {"view [6, 4]", s, [](const Tensor& x) { return x.view({6, 4}); }, [](const NDArray& a) { return reshape(a, {6, 4}); }},
-      {"view [-1]", s, [](const Tensor& x) { return x.view({-1}); }, [](const NDArray& a) { return reshape(a, {24}); }},
-      {"view [4, -1, 2]", s, [](const Tensor& x) { return x.view({4, -1, 2}); },
-       [](const NDArray& a) { return reshape(a, {4, 3, 2}); }},
-      {"reshape [3, 8]", s, [](const Tensor& x) { return x.reshape({3, 8}); }, [](const NDArray& a) { return reshape(a, {3, 8}); }},
-      {"flatten 1..2", s, [](const Tensor& x) { return x.flatten(1); }, [](const NDArray& a) { return reshape(a, {2, 12}); }},
-      {"flatten", s, [](const Tensor& x) { return x.flatten(); }, [](const NDArray& a) { return reshape(a, {24}); }},
-      {"permute [2, 0, 1]", s, [](const Tensor& x) { return x.permute({2, 0, 1}); },
-       [](const NDArray& a) { return permute(a, {2, 0, 1}); }},
-      {"permute [-1, 1, 0]", s, [](const Tensor& x) { return x.permute({-1, 1, 0}); },
-       [](const NDArray& a) { return permute(a, {2, 1, 0}); }},
-      {"transpose 0 2", s, [](const Tensor& x) { return x.transpose(0, 2); }, [](const NDArray& a) { return transpose(a, 0, 2); }},
-      {"transpose -1 -2", s, [](const Tensor& x) { return x.transpose(-1, -2); },
-       [](const NDArray& a) { return transpose(a, 1, 2); }},
-      {"t", {3, 5}, [](const Tensor& x) { return x.t(); }, [](const NDArray& a) { return transpose(a, 0, 1); }},
-      {"narrow 1 1 2", s, [](const Tensor& x) { return x.narrow(1, 1, 2); }, [](const NDArray& a) { return slice(a, 1, 1, 3); }},
-      {"narrow -1 3 1", s, [](const Tensor& x) { return x.narrow(-1, 3, 1); }, [](const NDArray& a) { return slice(a, 2, 3, 4); }},
-      {"narrow negative start", s, [](const Tensor& x) { return x.narrow(1, -2, 2); }, [](const NDArray& a) { return slice(a, 1, 1, 3); }},
-      {"slice 2 1: step 2", s, [](const Tensor& x) { return x.slice(2, 1, std::nullopt, 2); },
-       [](const NDArray& a) { return slice(a, 2, 1, 4, 2); }},
-      {"slice 1 ::3", s, [](const Tensor& x) { return x.slice(1, std::nullopt, std::nullopt, 3); },
-       [](const NDArray& a) { return slice(a, 1, 0, 3, 3); }},
-      {"slice 0 -1:", s, [](const Tensor& x) { return x.slice(0, -1, std::nullopt); }, [](const NDArray& a) { return slice(a, 0, 1, 2); }},
-      {"slice 2 :-1", s, [](const Tensor& x) { return x.slice(2, std::nullopt, -1); }, [](const NDArray& a) { return slice(a, 2, 0, 3); }},
-      {"slice 2 -3:100:2 (stop clamped)", s, [](const Tensor& x) { return x.slice(2, -3, 100, 2); },
-       [](const NDArray& a) { return slice(a, 2, 1, 4, 2); }},
-      {"slice -10:2 (start clamped)", s, [](const Tensor& x) { return x.slice(1, -10, 2); }, [](const NDArray& a) { return slice(a, 1, 0, 2); }},
-      {"slice 2:1 (empty)", s, [](const Tensor& x) { return x.slice(1, 2, 1); }, [](const NDArray& a) { return slice(a, 1, 2, 2); }},
-      {"select 1 2", s, [](const Tensor& x) { return x.select(1, 2); }, [](const NDArray& a) { return select(a, 1, 2); }},
-      {"select -1 -1", s, [](const Tensor& x) { return x.select(-1, -1); }, [](const NDArray& a) { return select(a, 2, 3); }},
-      {"select 0 of 1-D", {5}, [](const Tensor& x) { return x.select(0, 3); }, [](const NDArray& a) { return select(a, 0, 3); }},
-      {"unsqueeze 0", s, [](const Tensor& x) { return x.unsqueeze(0); }, [](const NDArray& a) { return reshape(a, {1, 2, 3, 4}); }},
-      {"unsqueeze -1", s, [](const Tensor& x) { return x.unsqueeze(-1); }, [](const NDArray& a) { return reshape(a, {2, 3, 4, 1}); }},
-      {"unsqueeze 2", s, [](const Tensor& x) { return x.unsqueeze(2); }, [](const NDArray& a) { return reshape(a, {2, 3, 1, 4}); }},
-      {"squeeze", {2, 1, 3, 1}, [](const Tensor& x) { return x.squeeze(); }, [](const NDArray& a) { return reshape(a, {2, 3}); }},
-      {"squeeze 1", {2, 1, 3, 1}, [](const Tensor& x) { return x.squeeze(1); }, [](const NDArray& a) { return reshape(a, {2, 3, 1}); }},
-      {"squeeze -1", {2, 1, 3, 1}, [](const Tensor& x) { return x.squeeze(-1); }, [](const NDArray& a) { return reshape(a, {2, 1, 3}); }},
-      {"squeeze 0 (size 2: no-op)", {2, 1, 3, 1}, [](const Tensor& x) { return x.squeeze(0); },
-       [](const NDArray& a) { return a; }},
-      {"squeeze of 0-d", {}, [](const Tensor& x) { return x.squeeze(); }, [](const NDArray& a) { return a; }},
-      {"unsqueeze of 0-d", {}, [](const Tensor& x) { return x.unsqueeze(0); }, [](const NDArray& a) { return reshape(a, {1}); }},
-      {"view of empty [-1, 3]", {0, 3}, [](const Tensor& x) { return x.view({-1, 3}); }, [](const NDArray& a) { return a; }},
-      {"expand of 0-d", {}, [](const Tensor& x) { return x.expand({2, 3}); },
-       [](const NDArray& a) { return broadcast_to(a, {2, 3}); }, false},
-      {"expand [2, 3, 4] from [3, 1]", {3, 1}, [](const Tensor& x) { return x.expand({2, 3, 4}); },
-       [](const NDArray& a) { return broadcast_to(a, {2, 3, 4}); }, false},
-      {"expand [-1, 5]", {3, 1}, [](const Tensor& x) { return x.expand({-1, 5}); },
-       [](const NDArray& a) { return broadcast_to(a, {3, 5}); }, false},
-      {"transpose then view", s, [](const Tensor& x) { return x.transpose(0, 1).view({3, 2, 2, 2}); },
-       [](const NDArray& a) { return reshape(transpose(a, 0, 1), {3, 2, 2, 2}); }},
-      {"chain transpose narrow select", s,
-       [](const Tensor& x) { return x.transpose(0, 1).narrow(0, 1, 2).select(-1, 3); },
-       [](const NDArray& a) { return select(slice(transpose(a, 0, 1), 0, 1, 3), 2, 3); }},
+      {"view [6, 4]", s, VIEW(x.view({6, 4})), REF(reshape(a, {6, 4}))},
+      {"view [-1]", s, VIEW(x.view({-1})), REF(reshape(a, {24}))},
+      {"view [4, -1, 2]", s, VIEW(x.view({4, -1, 2})), REF(reshape(a, {4, 3, 2}))},
+      {"reshape [3, 8]", s, VIEW(x.reshape({3, 8})), REF(reshape(a, {3, 8}))},
+      {"flatten 1..2", s, VIEW(x.flatten(1)), REF(reshape(a, {2, 12}))},
+      {"flatten", s, VIEW(x.flatten()), REF(reshape(a, {24}))},
+      {"permute [2, 0, 1]", s, VIEW(x.permute({2, 0, 1})), REF(permute(a, {2, 0, 1}))},
+      {"permute [-1, 1, 0]", s, VIEW(x.permute({-1, 1, 0})), REF(permute(a, {2, 1, 0}))},
+      {"transpose 0 2", s, VIEW(x.transpose(0, 2)), REF(transpose(a, 0, 2))},
+      {"transpose -1 -2", s, VIEW(x.transpose(-1, -2)), REF(transpose(a, 1, 2))},
+      {"t", {3, 5}, VIEW(x.t()), REF(transpose(a, 0, 1))},
+      {"narrow 1 1 2", s, VIEW(x.narrow(1, 1, 2)), REF(slice(a, 1, 1, 3))},
+      {"narrow -1 3 1", s, VIEW(x.narrow(-1, 3, 1)), REF(slice(a, 2, 3, 4))},
+      {"narrow negative start", s, VIEW(x.narrow(1, -2, 2)), REF(slice(a, 1, 1, 3))},
+      {"slice 2 1: step 2", s, VIEW(x.slice(2, 1, std::nullopt, 2)), REF(slice(a, 2, 1, 4, 2))},
+      {"slice 1 ::3", s, VIEW(x.slice(1, std::nullopt, std::nullopt, 3)),
+       REF(slice(a, 1, 0, 3, 3))},
+      {"slice 0 -1:", s, VIEW(x.slice(0, -1, std::nullopt)), REF(slice(a, 0, 1, 2))},
+      {"slice 2 :-1", s, VIEW(x.slice(2, std::nullopt, -1)), REF(slice(a, 2, 0, 3))},
+      {"slice 2 -3:100:2 (stop clamped)", s, VIEW(x.slice(2, -3, 100, 2)),
+       REF(slice(a, 2, 1, 4, 2))},
+      {"slice -10:2 (start clamped)", s, VIEW(x.slice(1, -10, 2)), REF(slice(a, 1, 0, 2))},
+      {"slice 2:1 (empty)", s, VIEW(x.slice(1, 2, 1)), REF(slice(a, 1, 2, 2))},
+      {"select 1 2", s, VIEW(x.select(1, 2)), REF(select(a, 1, 2))},
+      {"select -1 -1", s, VIEW(x.select(-1, -1)), REF(select(a, 2, 3))},
+      {"select 0 of 1-D", {5}, VIEW(x.select(0, 3)), REF(select(a, 0, 3))},
+      {"unsqueeze 0", s, VIEW(x.unsqueeze(0)), REF(reshape(a, {1, 2, 3, 4}))},
+      {"unsqueeze -1", s, VIEW(x.unsqueeze(-1)), REF(reshape(a, {2, 3, 4, 1}))},
+      {"unsqueeze 2", s, VIEW(x.unsqueeze(2)), REF(reshape(a, {2, 3, 1, 4}))},
+      {"squeeze", {2, 1, 3, 1}, VIEW(x.squeeze()), REF(reshape(a, {2, 3}))},
+      {"squeeze 1", {2, 1, 3, 1}, VIEW(x.squeeze(1)), REF(reshape(a, {2, 3, 1}))},
+      {"squeeze -1", {2, 1, 3, 1}, VIEW(x.squeeze(-1)), REF(reshape(a, {2, 1, 3}))},
+      {"squeeze 0 (size 2: no-op)", {2, 1, 3, 1}, VIEW(x.squeeze(0)), REF(a)},
+      {"squeeze of 0-d", {}, VIEW(x.squeeze()), REF(a)},
+      {"unsqueeze of 0-d", {}, VIEW(x.unsqueeze(0)), REF(reshape(a, {1}))},
+      {"view of empty [-1, 3]", {0, 3}, VIEW(x.view({-1, 3})), REF(a)},
+      {"expand of 0-d", {}, VIEW(x.expand({2, 3})), REF(broadcast_to(a, {2, 3})), false},
+      {"expand [2, 3, 4] from [3, 1]",
+       {3, 1},
+       VIEW(x.expand({2, 3, 4})),
+       REF(broadcast_to(a, {2, 3, 4})),
+       false},
+      {"expand [-1, 5]", {3, 1}, VIEW(x.expand({-1, 5})), REF(broadcast_to(a, {3, 5})), false},
+      {"transpose then view", s, VIEW(x.transpose(0, 1).view({3, 2, 2, 2})),
+       REF(reshape(transpose(a, 0, 1), {3, 2, 2, 2}))},
+      {"chain transpose narrow select", s, VIEW(x.transpose(0, 1).narrow(0, 1, 2).select(-1, 3)),
+       REF(select(slice(transpose(a, 0, 1), 0, 1, 3), 2, 3))},
       {"chain slice permute slice", s,
-       [](const Tensor& x) { return x.slice(2, 0, std::nullopt, 2).permute({1, 2, 0}).slice(0, 1, std::nullopt); },
-       [](const NDArray& a) { return slice(permute(slice(a, 2, 0, 4, 2), {1, 2, 0}), 0, 1, 3); }},
+       VIEW(x.slice(2, 0, std::nullopt, 2).permute({1, 2, 0}).slice(0, 1, std::nullopt)),
+       REF(slice(permute(slice(a, 2, 0, 4, 2), {1, 2, 0}), 0, 1, 3))},
   };
 }
 
@@ -120,12 +118,14 @@ TEST_P(Shapes, ViewsHaveTheRightValuesAndShareStorage) {
     EXPECT_EXACT(v, c.ref(base));
     EXPECT_EQ(v.storage().get(), x.storage().get()) << "a view must share its base's storage";
     if (!c.writable) continue;
-    // Write distinct values through the view; the base must change exactly where the view aliases it.
+    // Write distinct values through the view; the base must change exactly where the view aliases
+    // it.
     NDArray positions = c.ref(iota(c.base, 0));
     NDArray written = iota(positions.shape, 101);
     v.copy_(input(written));
     NDArray expected = base;
-    for (int64_t k = 0; k < positions.numel(); ++k) expected[static_cast<int64_t>(positions[k])] = written[k];
+    for (int64_t k = 0; k < positions.numel(); ++k)
+      expected[static_cast<int64_t>(positions[k])] = written[k];
     EXPECT_EXACT(x, expected);
     EXPECT_EXACT(v, written);
   }
@@ -168,7 +168,8 @@ TEST_P(Shapes, ContiguousAndClone) {
   NDArray base = iota({3, 4});
   Tensor x = input(base);
   Tensor same = x.contiguous();
-  EXPECT_EQ(same.storage().get(), x.storage().get()) << "contiguous() of a contiguous tensor is itself";
+  EXPECT_EQ(same.storage().get(), x.storage().get())
+      << "contiguous() of a contiguous tensor is itself";
   Tensor t = x.t();
   Tensor c = t.contiguous();
   EXPECT_TRUE(c.is_contiguous());
@@ -237,14 +238,16 @@ TEST_P(Shapes, Stack) {
     }
     EXPECT_EXACT(st::stack(tensors, dim), concat(unsqueezed, d));
   }
-  std::vector<Tensor> scalars = {input(scalar_array(1)), input(scalar_array(2)), input(scalar_array(3))};
+  std::vector<Tensor> scalars = {input(scalar_array(1)), input(scalar_array(2)),
+                                 input(scalar_array(3))};
   EXPECT_EXACT(st::stack(scalars), NDArray(Shape{3}, {1, 2, 3}));
 }
 
 TEST_P(Shapes, SplitAndChunk) {
   NDArray base = iota({7, 3});
   Tensor x = input(base);
-  auto expect_pieces = [&](const std::vector<Tensor>& pieces, const std::vector<int64_t>& sizes, int64_t dim) {
+  auto expect_pieces = [&](const std::vector<Tensor>& pieces, const std::vector<int64_t>& sizes,
+                           int64_t dim) {
     ASSERT_EQ(pieces.size(), sizes.size());
     int64_t start = 0;
     for (size_t i = 0; i < sizes.size(); ++i) {
@@ -286,66 +289,101 @@ TEST_P(Shapes, InPlaceArithmetic) {
   NDArray nz = grid_random_away_from_zero({2, 1}, rng, 0.5, 4);
   if (!is_float(dtype())) {
     // Integer tensors: only ops whose results stay integral.
-    run_in_place(a, {
-      {"add_ tensor", [&](Tensor& x) -> Tensor& { return x.add_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u + v; }); }},
-      {"add_ alpha", [&](Tensor& x) -> Tensor& { return x.add_(input(b), 3); },
-       [&] { return zip(a, b, [](double u, double v) { return u + 3 * v; }); }},
-      {"add_ scalar", [&](Tensor& x) -> Tensor& { return x.add_(7); }, [&] { return map(a, [](double u) { return u + 7; }); }},
-      {"sub_ tensor", [&](Tensor& x) -> Tensor& { return x.sub_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u - v; }); }},
-      {"mul_ tensor", [&](Tensor& x) -> Tensor& { return x.mul_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u * v; }); }},
-      {"mul_ scalar", [&](Tensor& x) -> Tensor& { return x.mul_(-2); }, [&] { return map(a, [](double u) { return -2 * u; }); }},
-      {"neg_", [&](Tensor& x) -> Tensor& { return x.neg_(); }, [&] { return map(a, [](double u) { return -u; }); }},
-      {"relu_", [&](Tensor& x) -> Tensor& { return x.relu_(); }, [&] { return map(a, [](double u) { return u > 0 ? u : 0.0; }); }},
-      {"clamp_", [&](Tensor& x) -> Tensor& { return x.clamp_(-10, 20); },
-       [&] { return map(a, [](double u) { return std::min(std::max(u, -10.0), 20.0); }); }},
-      {"fill_", [&](Tensor& x) -> Tensor& { return x.fill_(-3); }, [&] { return NDArray({2, 3}, -3.0); }},
-      {"zero_", [&](Tensor& x) -> Tensor& { return x.zero_(); }, [&] { return NDArray({2, 3}, 0.0); }},
-      {"copy_ broadcast", [&](Tensor& x) -> Tensor& { return x.copy_(input(b)); }, [&] { return broadcast_to(b, {2, 3}); }},
-      {"copy_ from float64", [&](Tensor& x) -> Tensor& { return x.copy_(make_tensor(b, DType::Float64, device())); },
-       [&] { return broadcast_to(b, {2, 3}); }},
-    });
+    run_in_place(
+        a,
+        {
+            {"add_ tensor", [&](Tensor& x) -> Tensor& { return x.add_(input(b)); },
+             [&] { return zip(a, b, [](double u, double v) { return u + v; }); }},
+            {"add_ alpha", [&](Tensor& x) -> Tensor& { return x.add_(input(b), 3); },
+             [&] { return zip(a, b, [](double u, double v) { return u + 3 * v; }); }},
+            {"add_ scalar", [&](Tensor& x) -> Tensor& { return x.add_(7); },
+             [&] { return map(a, [](double u) { return u + 7; }); }},
+            {"sub_ tensor", [&](Tensor& x) -> Tensor& { return x.sub_(input(b)); },
+             [&] { return zip(a, b, [](double u, double v) { return u - v; }); }},
+            {"mul_ tensor", [&](Tensor& x) -> Tensor& { return x.mul_(input(b)); },
+             [&] { return zip(a, b, [](double u, double v) { return u * v; }); }},
+            {"mul_ scalar", [&](Tensor& x) -> Tensor& { return x.mul_(-2); },
+             [&] { return map(a, [](double u) { return -2 * u; }); }},
+            {"neg_", [&](Tensor& x) -> Tensor& { return x.neg_(); },
+             [&] { return map(a, [](double u) { return -u; }); }},
+            {"relu_", [&](Tensor& x) -> Tensor& { return x.relu_(); },
+             [&] { return map(a, [](double u) { return u > 0 ? u : 0.0; }); }},
+            {"clamp_", [&](Tensor& x) -> Tensor& { return x.clamp_(-10, 20); },
+             [&] { return map(a, [](double u) { return std::min(std::max(u, -10.0), 20.0); }); }},
+            {"fill_", [&](Tensor& x) -> Tensor& { return x.fill_(-3); },
+             [&] {
+               return NDArray({2, 3}, -3.0);
+             }},
+            {"zero_", [&](Tensor& x) -> Tensor& { return x.zero_(); },
+             [&] {
+               return NDArray({2, 3}, 0.0);
+             }},
+            {"copy_ broadcast", [&](Tensor& x) -> Tensor& { return x.copy_(input(b)); },
+             [&] {
+               return broadcast_to(b, {2, 3});
+             }},
+            {"copy_ from float64",
+             [&](Tensor& x) -> Tensor& {
+               return x.copy_(make_tensor(b, DType::Float64, device()));
+             },
+             [&] {
+               return broadcast_to(b, {2, 3});
+             }},
+        });
     return;
   }
-  run_in_place(a, {
-      {"add_ tensor", [&](Tensor& x) -> Tensor& { return x.add_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u + v; }); }},
-      {"add_ alpha", [&](Tensor& x) -> Tensor& { return x.add_(input(b), 2); },
-       [&] { return zip(a, b, [](double u, double v) { return u + 2 * v; }); }},
-      {"add_ scalar", [&](Tensor& x) -> Tensor& { return x.add_(1.5); },
-       [&] { return map(a, [](double u) { return u + 1.5; }); }},
-      {"sub_ tensor", [&](Tensor& x) -> Tensor& { return x.sub_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u - v; }); }},
-      {"sub_ scalar", [&](Tensor& x) -> Tensor& { return x.sub_(2); },
-       [&] { return map(a, [](double u) { return u - 2; }); }},
-      {"mul_ tensor", [&](Tensor& x) -> Tensor& { return x.mul_(input(b)); },
-       [&] { return zip(a, b, [](double u, double v) { return u * v; }); }},
-      {"mul_ scalar", [&](Tensor& x) -> Tensor& { return x.mul_(-0.5); },
-       [&] { return map(a, [](double u) { return -0.5 * u; }); }},
-      {"div_ tensor", [&](Tensor& x) -> Tensor& { return x.div_(input(nz)); },
-       [&] { return zip(a, nz, [](double u, double v) { return u / v; }); }},
-      {"div_ scalar", [&](Tensor& x) -> Tensor& { return x.div_(4); },
-       [&] { return map(a, [](double u) { return u / 4; }); }},
-      {"neg_", [&](Tensor& x) -> Tensor& { return x.neg_(); }, [&] { return map(a, [](double u) { return -u; }); }},
-      {"exp_", [&](Tensor& x) -> Tensor& { return x.exp_(); },
-       [&] { return map(a, [](double u) { return std::exp(u); }); }},
-      {"relu_", [&](Tensor& x) -> Tensor& { return x.relu_(); },
-       [&] { return map(a, [](double u) { return u > 0 ? u : 0.0; }); }},
-      {"clamp_", [&](Tensor& x) -> Tensor& { return x.clamp_(-1.0, 1.0); },
-       [&] { return map(a, [](double u) { return std::min(std::max(u, -1.0), 1.0); }); }},
-      {"clamp_ max only", [&](Tensor& x) -> Tensor& { return x.clamp_(std::nullopt, 0.5); },
-       [&] { return map(a, [](double u) { return std::min(u, 0.5); }); }},
-      {"fill_", [&](Tensor& x) -> Tensor& { return x.fill_(2.5); }, [&] { return NDArray({2, 3}, 2.5); }},
-      {"zero_", [&](Tensor& x) -> Tensor& { return x.zero_(); }, [&] { return NDArray({2, 3}, 0.0); }},
-      {"copy_ broadcast", [&](Tensor& x) -> Tensor& { return x.copy_(input(b)); },
-       [&] { return broadcast_to(b, {2, 3}); }},
-      {"copy_ from float64", [&](Tensor& x) -> Tensor& { return x.copy_(make_tensor(b, DType::Float64, device())); },
-       [&] { return broadcast_to(b, {2, 3}); }},
-      {"copy_ from the cpu", [&](Tensor& x) -> Tensor& { return x.copy_(make_tensor(a, DType::Float32)); },
-       [&] { return a; }},
-  });
+  run_in_place(
+      a,
+      {
+          {"add_ tensor", [&](Tensor& x) -> Tensor& { return x.add_(input(b)); },
+           [&] { return zip(a, b, [](double u, double v) { return u + v; }); }},
+          {"add_ alpha", [&](Tensor& x) -> Tensor& { return x.add_(input(b), 2); },
+           [&] { return zip(a, b, [](double u, double v) { return u + 2 * v; }); }},
+          {"add_ scalar", [&](Tensor& x) -> Tensor& { return x.add_(1.5); },
+           [&] { return map(a, [](double u) { return u + 1.5; }); }},
+          {"sub_ tensor", [&](Tensor& x) -> Tensor& { return x.sub_(input(b)); },
+           [&] { return zip(a, b, [](double u, double v) { return u - v; }); }},
+          {"sub_ scalar", [&](Tensor& x) -> Tensor& { return x.sub_(2); },
+           [&] { return map(a, [](double u) { return u - 2; }); }},
+          {"mul_ tensor", [&](Tensor& x) -> Tensor& { return x.mul_(input(b)); },
+           [&] { return zip(a, b, [](double u, double v) { return u * v; }); }},
+          {"mul_ scalar", [&](Tensor& x) -> Tensor& { return x.mul_(-0.5); },
+           [&] { return map(a, [](double u) { return -0.5 * u; }); }},
+          {"div_ tensor", [&](Tensor& x) -> Tensor& { return x.div_(input(nz)); },
+           [&] { return zip(a, nz, [](double u, double v) { return u / v; }); }},
+          {"div_ scalar", [&](Tensor& x) -> Tensor& { return x.div_(4); },
+           [&] { return map(a, [](double u) { return u / 4; }); }},
+          {"neg_", [&](Tensor& x) -> Tensor& { return x.neg_(); },
+           [&] { return map(a, [](double u) { return -u; }); }},
+          {"exp_", [&](Tensor& x) -> Tensor& { return x.exp_(); },
+           [&] { return map(a, [](double u) { return std::exp(u); }); }},
+          {"relu_", [&](Tensor& x) -> Tensor& { return x.relu_(); },
+           [&] { return map(a, [](double u) { return u > 0 ? u : 0.0; }); }},
+          {"clamp_", [&](Tensor& x) -> Tensor& { return x.clamp_(-1.0, 1.0); },
+           [&] { return map(a, [](double u) { return std::min(std::max(u, -1.0), 1.0); }); }},
+          {"clamp_ max only", [&](Tensor& x) -> Tensor& { return x.clamp_(std::nullopt, 0.5); },
+           [&] { return map(a, [](double u) { return std::min(u, 0.5); }); }},
+          {"fill_", [&](Tensor& x) -> Tensor& { return x.fill_(2.5); },
+           [&] {
+             return NDArray({2, 3}, 2.5);
+           }},
+          {"zero_", [&](Tensor& x) -> Tensor& { return x.zero_(); },
+           [&] {
+             return NDArray({2, 3}, 0.0);
+           }},
+          {"copy_ broadcast", [&](Tensor& x) -> Tensor& { return x.copy_(input(b)); },
+           [&] {
+             return broadcast_to(b, {2, 3});
+           }},
+          {"copy_ from float64",
+           [&](Tensor& x) -> Tensor& { return x.copy_(make_tensor(b, DType::Float64, device())); },
+           [&] {
+             return broadcast_to(b, {2, 3});
+           }},
+          {"copy_ from the cpu",
+           [&](Tensor& x) -> Tensor& { return x.copy_(make_tensor(a, DType::Float32)); },
+           [&] { return a; }},
+      });
 }
 
 void Shapes::run_in_place(const NDArray& a, const std::vector<InPlaceCase>& cases) {
@@ -414,8 +452,9 @@ TEST_P(Shapes, ItemAndDeviceRoundTrip) {
 
 INSTANTIATE_TEST_SUITE_P(Ops, Shapes,
                          ::testing::Combine(::testing::ValuesIn(st::available_devices()),
-                                            ::testing::Values(DType::Float32, DType::Float64, DType::Float16,
-                                                              DType::BFloat16, DType::Int32, DType::Int64)),
+                                            ::testing::Values(DType::Float32, DType::Float64,
+                                                              DType::Float16, DType::BFloat16,
+                                                              DType::Int32, DType::Int64)),
                          DeviceDTypeName());
 
 }  // namespace

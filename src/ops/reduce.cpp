@@ -96,24 +96,22 @@ std::tuple<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
   return extreme_dim(ArgReduceOp::Min, "min", x, dim, keepdim);
 }
 
-Tensor argmax(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
+namespace {
+// Indices of the extremes along dim, or into the flattened tensor when dim is absent.
+Tensor arg_extreme(ArgReduceOp op, const char* name, const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
   NoGradGuard no_grad;
-  if (!dim) {
-    ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[argmax] cannot take the argmax of an empty tensor");
-    Tensor index = std::get<1>(extreme_dim(ArgReduceOp::Max, "argmax", x.detach().reshape({-1}), 0, false));
-    return keepdim ? index.reshape(Shape(x.dim(), 1)) : index;
-  }
-  return std::get<1>(extreme_dim(ArgReduceOp::Max, "argmax", x.detach(), *dim, keepdim));
+  if (dim) return std::get<1>(extreme_dim(op, name, x.detach(), *dim, keepdim));
+  ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[", name, "] cannot take the ", name, " of an empty tensor");
+  Tensor index = std::get<1>(extreme_dim(op, name, x.detach().reshape({-1}), 0, false));
+  return keepdim ? index.reshape(Shape(x.dim(), 1)) : index;
 }
+}  // namespace
 
+Tensor argmax(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
+  return arg_extreme(ArgReduceOp::Max, "argmax", x, dim, keepdim);
+}
 Tensor argmin(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
-  NoGradGuard no_grad;
-  if (!dim) {
-    ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[argmin] cannot take the argmin of an empty tensor");
-    Tensor index = std::get<1>(extreme_dim(ArgReduceOp::Min, "argmin", x.detach().reshape({-1}), 0, false));
-    return keepdim ? index.reshape(Shape(x.dim(), 1)) : index;
-  }
-  return std::get<1>(extreme_dim(ArgReduceOp::Min, "argmin", x.detach(), *dim, keepdim));
+  return arg_extreme(ArgReduceOp::Min, "argmin", x, dim, keepdim);
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {

@@ -1,5 +1,5 @@
 // Cross-entropy over [N, C] logits with integer class targets: the fused log-softmax + nll forward,
-// which saves logsumexp per row (f32) for the backward. Targets are read and validated serially
+// which saves logsumexp per row (in compute precision) for the backward. Targets are read and validated serially
 // before the parallel loops, so that the IndexError is thrown outside OpenMP regions. Row sums
 // accumulate in compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
 
@@ -11,24 +11,11 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/strided.h"
 
 namespace st::backend::cpu {
 namespace {
 
-// A 1-D tensor of any dtype and stride (targets, or a gradient broadcast from a mean) as values of
-// type V.
-template <typename V>
-std::vector<V> read_vector(const Tensor& t) {
-  std::vector<V> v(t.numel());
-  dispatch_dtype(t.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* p = static_cast<const T*>(t.data_ptr());
-    const int64_t stride = t.strides()[0];
-    for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i)
-      v[i] = static_cast<V>(static_cast<compute_t<T>>(p[i * stride]));
-  });
-  return v;
-}
 
 std::vector<int64_t> read_targets(const Tensor& target, int64_t classes, int64_t ignore_index) {
   std::vector<int64_t> t = read_vector<int64_t>(target);

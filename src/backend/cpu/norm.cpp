@@ -12,33 +12,10 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/strided.h"
 
 namespace st::backend::cpu {
 namespace {
-
-// The values of a tensor of any dtype, shape and strides, in row-major order, as type C. Weight and
-// bias arrive as [cols] or in the normalized shape, e.g. [2, 4] for cols = 8.
-template <typename C>
-std::vector<C> read_values(const Tensor& t) {
-  std::vector<C> v(t.numel());
-  dispatch_dtype(t.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    const T* p = static_cast<const T*>(t.data_ptr());
-    const Shape &shape = t.shape(), &strides = t.strides();
-    std::vector<int64_t> idx(shape.size(), 0);
-    int64_t off = 0;
-    for (auto& value : v) {
-      value = static_cast<C>(static_cast<compute_t<T>>(p[off]));
-      for (int64_t d = static_cast<int64_t>(shape.size()) - 1; d >= 0; --d) {
-        off += strides[d];
-        if (++idx[d] < shape[d]) break;
-        off -= idx[d] * strides[d];
-        idx[d] = 0;
-      }
-    }
-  });
-  return v;
-}
 
 // Writes values to a contiguous tensor of any floating dtype, in row-major order.
 void write_vector(const Tensor& t, const std::vector<double>& v) {
@@ -49,48 +26,14 @@ void write_vector(const Tensor& t, const std::vector<double>& v) {
   });
 }
 
-// A tensor seen as [rows, cols] in row-major order. The front-end may pass x and grad_out in the
-// layer's own shape (e.g. [batch, time, cols]) rather than as 2-D views; a strided one (a broadcast
-// gradient, say) has each row gathered into a buffer, so that the row loops see unit stride.
-template <typename T>
-class Rows {
- public:
-  Rows(const Tensor& t, int64_t cols)
-      : base_(t.data<T>()),
-        cols_(cols),
-        contiguous_(t.is_contiguous()),
-        shape_(t.shape()),
-        strides_(t.strides()) {}
-
-  const T* row(int64_t r, std::vector<T>& buf) const {
-    if (contiguous_) return base_ + r * cols_;
-    buf.resize(cols_);
-    for (int64_t c = 0; c < cols_; ++c) {
-      int64_t linear = r * cols_ + c, off = 0;
-      for (int64_t d = static_cast<int64_t>(shape_.size()) - 1; d >= 0; --d) {
-        off += (linear % shape_[d]) * strides_[d];
-        linear /= shape_[d];
-      }
-      buf[c] = base_[off];
-    }
-    return buf.data();
-  }
-
- private:
-  const T* base_;
-  int64_t cols_;
-  bool contiguous_;
-  Shape shape_, strides_;
-};
-
 template <typename T>
 void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                       const Tensor& weight, const Tensor& bias, double eps) {
   using C = compute_t<T>;
   const int64_t rows = mean.numel(), cols = rows == 0 ? 0 : x.numel() / rows;
   // An absent weight or bias acts as ones or zeros: one multiply-add is cheaper than a branch.
-  const std::vector<C> w = weight.defined() ? read_values<C>(weight) : std::vector<C>(cols, C(1));
-  const std::vector<C> b = bias.defined() ? read_values<C>(bias) : std::vector<C>(cols, C(0));
+  const std::vector<C> w = weight.defined() ? read_vector<C>(weight) : std::vector<C>(cols, C(1));
+  const std::vector<C> b = bias.defined() ? read_vector<C>(bias) : std::vector<C>(cols, C(0));
   const T* src = x.data<T>();
   T* dst = out.data<T>();
   C* mean_out = mean.data<C>();
@@ -129,8 +72,8 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
                                const Tensor& mean, const Tensor& rstd, const Tensor& weight) {
   using C = compute_t<T>;
   const int64_t rows = mean.numel(), cols = rows == 0 ? 0 : x.numel() / rows;
-  const std::vector<C> w = weight.defined() ? read_values<C>(weight) : std::vector<C>(cols, C(1));
-  const Rows<T> grads(grad_out, cols);
+  const std::vector<C> w = weight.defined() ? read_vector<C>(weight) : std::vector<C>(cols, C(1));
+  const T* grads = grad_out.data<T>();
   const T* src = x.data<T>();
   T* dst = grad_x.data<T>();
   const C* means = mean.data<C>();
@@ -143,7 +86,6 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
   const int64_t chunks = std::clamp(rows * cols / kParallelGrain, int64_t{1}, max_chunks);
   std::vector<double> part_w(chunks * cols), part_b(chunks * cols);
   parallel_for(chunks, rows * cols / chunks, [&](int64_t chunk_begin, int64_t chunk_end) {
-    std::vector<T> buf;
     std::vector<C> xhat_row(cols);
     C* xhat = xhat_row.data();  // raw pointers let the compiler vectorize the loops below
     const C* wp = w.data();
@@ -151,7 +93,7 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
       double* pw = part_w.data() + chunk * cols;
       double* pb = part_b.data() + chunk * cols;
       for (int64_t r = rows * chunk / chunks; r < rows * (chunk + 1) / chunks; ++r) {
-        const T* go = grads.row(r, buf);
+        const T* go = grads + r * cols;
         const T* xr = src + r * cols;
         T* gx = dst + r * cols;
         const C mu = means[r];

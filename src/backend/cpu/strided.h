@@ -19,6 +19,7 @@
 #include <limits>
 #include <type_traits>
 #include <utility>
+#include <vector>
 
 #include "backend/cpu/parallel.h"
 #include "spiraltorch/tensor.h"
@@ -149,6 +150,20 @@ To element_cast(From value) {
   } else {
     return To(static_cast<compute_t<To>>(static_cast<FromC>(value)));
   }
+}
+
+// A 1-D tensor of any dtype and stride (targets, a per-row gradient, a weight) as values of type V.
+template <typename V>
+std::vector<V> read_vector(const Tensor& t) {
+  std::vector<V> v(t.numel());
+  dispatch_dtype(t.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    const T* p = static_cast<const T*>(t.data_ptr());
+    const int64_t stride = t.dim() == 0 ? 0 : t.strides()[0];
+    for (int64_t i = 0; i < static_cast<int64_t>(v.size()); ++i)
+      v[i] = static_cast<V>(static_cast<compute_t<T>>(p[i * stride]));
+  });
+  return v;
 }
 
 }  // namespace st::backend::cpu
