@@ -37,6 +37,16 @@ void BM_TinyAddInPlace(benchmark::State& state) {
 }
 BENCHMARK(BM_TinyAddInPlace);
 
+// A tensor times a number: the number becomes a 0-dim tensor first, as in PyTorch.
+void BM_TinyMulScalar(benchmark::State& state) {
+  const st::Tensor a = st::ones({4});
+  for (auto _ : state) {
+    st::Tensor c = a * 1.0001;
+    benchmark::DoNotOptimize(c.data_ptr());
+  }
+}
+BENCHMARK(BM_TinyMulScalar);
+
 // kChainLength small elementwise ops in a row, alternating mul and add so that each one's backward
 // rule is cheap; the counter reports time per op.
 st::Tensor chain(const st::Tensor& x) {

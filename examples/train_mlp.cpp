@@ -14,10 +14,10 @@
 namespace {
 
 constexpr int64_t kClasses = 3;
-constexpr int64_t kPointsPerClass = 100;
+constexpr int64_t kPointsPerClass = 200;
 constexpr int kSteps = 1000;
 constexpr int kLogEvery = 100;
-constexpr double kLearningRate = 0.1;
+constexpr double kLearningRate = 0.02;
 constexpr double kMomentum = 0.9;
 
 struct Dataset {

@@ -1,5 +1,7 @@
-// Backward rules of every differentiable op. Each record_* captures what its rule needs and lists
-// it as saved, so an in-place change to a saved tensor is caught at backward time. Gradients that
+// Backward rules of every differentiable op. Each record_* captures what its rule needs and lists it
+// as saved, so an in-place change to a saved tensor is caught at backward time. Inputs are captured
+// detached: a rule needs their values, not their history, and a capture that kept the history alive
+// would chain node lifetimes through closures, out of reach of Node's iterative free. Gradients that
 // come out broadcast are summed back to the input's shape by the node (see FunctionNode::apply).
 
 #include "autograd/derivatives.h"
@@ -25,6 +27,8 @@ Tensor as(const Tensor& mask, DType dtype) { return mask.to(dtype); }
 
 void mark_view(const Tensor& out) { out.autograd_meta().is_view = true; }
 
+Tensor detached(const Tensor& t) { return t.defined() ? t.detach() : t; }
+
 }  // namespace
 
 void record_unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, double beta) {
@@ -37,14 +41,14 @@ void record_unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, 
     case UnaryOp::Exp:
       return record("ExpBackward", {x}, {out}, [y](const Grads& g, auto&) { return Grads{mul(g[0], y)}; }, {y});
     case UnaryOp::Log:
-      return record("LogBackward", {x}, {out}, [x](const Grads& g, auto&) { return Grads{div(g[0], x)}; }, {x});
+      return record("LogBackward", {x}, {out}, [x = x.detach()](const Grads& g, auto&) { return Grads{div(g[0], x)}; }, {x});
     case UnaryOp::Sqrt:
       return record("SqrtBackward", {x}, {out}, [y](const Grads& g, auto&) { return Grads{div(g[0], mul(y, 2))}; }, {y});
     case UnaryOp::Rsqrt:  // d/dx x^-1/2 = -1/2 y^3
       return record("RsqrtBackward", {x}, {out},
                     [y](const Grads& g, auto&) { return Grads{mul(g[0], mul(pow(y, 3), -0.5))}; }, {y});
     case UnaryOp::Abs:
-      return record("AbsBackward", {x}, {out}, [x](const Grads& g, auto&) {
+      return record("AbsBackward", {x}, {out}, [x = x.detach()](const Grads& g, auto&) {
         return Grads{mul(g[0], sub(as(gt(x, 0), x.dtype()), as(lt(x, 0), x.dtype())))};
       }, {x});
     case UnaryOp::Tanh:
@@ -58,16 +62,16 @@ void record_unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, 
                     [y](const Grads& g, auto&) { return Grads{fused_backward(BinaryOp::ReluBackward, g[0], y)}; }, {y});
     case UnaryOp::GeluErf:
       return record("GeluBackward", {x}, {out},
-                    [x](const Grads& g, auto&) { return Grads{fused_backward(BinaryOp::GeluErfBackward, g[0], x)}; }, {x});
+                    [x = x.detach()](const Grads& g, auto&) { return Grads{fused_backward(BinaryOp::GeluErfBackward, g[0], x)}; }, {x});
     case UnaryOp::GeluTanh:
       return record("GeluBackward", {x}, {out},
-                    [x](const Grads& g, auto&) { return Grads{fused_backward(BinaryOp::GeluTanhBackward, g[0], x)}; }, {x});
+                    [x = x.detach()](const Grads& g, auto&) { return Grads{fused_backward(BinaryOp::GeluTanhBackward, g[0], x)}; }, {x});
     case UnaryOp::Clamp:  // the gradient passes where x lies within the bounds, as PyTorch
-      return record("ClampBackward", {x}, {out}, [x, alpha, beta](const Grads& g, auto&) {
+      return record("ClampBackward", {x}, {out}, [x = x.detach(), alpha, beta](const Grads& g, auto&) {
         return Grads{mul(g[0], mul(as(ge(x, alpha), x.dtype()), as(le(x, beta), x.dtype())))};
       }, {x});
     case UnaryOp::PowScalar:
-      return record("PowBackward", {x}, {out}, [x, alpha](const Grads& g, auto&) {
+      return record("PowBackward", {x}, {out}, [x = x.detach(), alpha](const Grads& g, auto&) {
         if (alpha == 0) return Grads{zeros_like(x)};
         return Grads{mul(g[0], mul(pow(x, alpha - 1), alpha))};
       }, {x});
@@ -84,16 +88,16 @@ void record_binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& 
         return Grads{g[0], needs[1] ? neg(g[0]) : Tensor()};
       });
     case BinaryOp::Mul:
-      return record("MulBackward", {a, b}, {out}, [a, b](const Grads& g, auto& needs) {
+      return record("MulBackward", {a, b}, {out}, [a = a.detach(), b = b.detach()](const Grads& g, auto& needs) {
         return Grads{needs[0] ? mul(g[0], b) : Tensor(), needs[1] ? mul(g[0], a) : Tensor()};
       }, {a, b});
     case BinaryOp::Div:
-      return record("DivBackward", {a, b}, {out}, [a, b](const Grads& g, auto& needs) {
+      return record("DivBackward", {a, b}, {out}, [a = a.detach(), b = b.detach()](const Grads& g, auto& needs) {
         return Grads{needs[0] ? div(g[0], b) : Tensor(), needs[1] ? neg(div(mul(g[0], a), mul(b, b))) : Tensor()};
       }, {a, b});
     case BinaryOp::Pow: {
       const Tensor y = out.detach();
-      return record("PowBackward", {a, b}, {out}, [a, b, y](const Grads& g, auto& needs) {
+      return record("PowBackward", {a, b}, {out}, [a = a.detach(), b = b.detach(), y](const Grads& g, auto& needs) {
         Grads grads(2);
         if (needs[0]) grads[0] = mul(g[0], mul(b, pow(a, sub(b, 1))));
         if (needs[1]) {
@@ -108,7 +112,7 @@ void record_binary(BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& 
     case BinaryOp::Minimum: {
       const bool is_max = op == BinaryOp::Maximum;
       // The winner takes the gradient; ties split it evenly, as PyTorch.
-      return record(is_max ? "MaximumBackward" : "MinimumBackward", {a, b}, {out}, [a, b, is_max](const Grads& g, auto&) {
+      return record(is_max ? "MaximumBackward" : "MinimumBackward", {a, b}, {out}, [a = a.detach(), b = b.detach(), is_max](const Grads& g, auto&) {
         const Tensor half_tie = mul(as(eq(a, b), a.dtype()), 0.5);
         const Tensor a_wins = add(as(is_max ? gt(a, b) : lt(a, b), a.dtype()), half_tie);
         const Tensor b_wins = add(as(is_max ? gt(b, a) : lt(b, a), a.dtype()), half_tie);
@@ -144,7 +148,7 @@ void record_reduce(backend::ReduceOp op, const Tensor& x, const Tensor& out, con
 void record_extreme(const char* name, const Tensor& x, const Tensor& out) {
   if (!needs_grad({x})) return;
   const Tensor y = out.detach();
-  record(name, {x}, {out}, [x, y](const Grads& g, auto&) {
+  record(name, {x}, {out}, [x = x.detach(), y](const Grads& g, auto&) {
     const Tensor mask = as(eq(x, y), x.dtype());
     return Grads{mul(mask, div(g[0], sum(mask)))};
   }, {x, y});
@@ -168,7 +172,7 @@ void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values,
 
 void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   if (!needs_grad({a, b})) return;
-  record("MatmulBackward", {a, b}, {out}, [a, b](const Grads& g, auto& needs) {
+  record("MatmulBackward", {a, b}, {out}, [a = a.detach(), b = b.detach()](const Grads& g, auto& needs) {
     return Grads{needs[0] ? matmul(g[0], b.transpose(-1, -2)) : Tensor(),
                  needs[1] ? matmul(a.transpose(-1, -2), g[0]) : Tensor()};
   }, {a, b});
@@ -189,7 +193,7 @@ void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log) {
 void record_layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out,
                        const Tensor& mean, const Tensor& rstd) {
   if (!needs_grad({x, weight, bias})) return;
-  record("LayerNormBackward", {x, weight, bias}, {out}, [x, weight, bias, mean, rstd](const Grads& g, auto& needs) {
+  record("LayerNormBackward", {x, weight, bias}, {out}, [x = x.detach(), weight = detached(weight), bias = detached(bias), mean, rstd](const Grads& g, auto& needs) {
     // The kernel sees [rows, cols] and [cols]: the same memory as x and the parameters.
     const int64_t rows = mean.numel(), cols = rows == 0 ? 0 : x.numel() / rows;
     const auto matrix = [rows, cols](const Tensor& t) { return ops::raw_view(t, {rows, cols}, {cols, 1}, t.offset()); };
@@ -218,7 +222,7 @@ void record_embedding(const Tensor& weight, const Tensor& indices, const Tensor&
 void record_cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& loss, const Tensor& lse,
                           int64_t ignore_index) {
   if (!needs_grad({logits})) return;
-  record("CrossEntropyBackward", {logits, target}, {loss}, [logits, target, lse, ignore_index](const Grads& g, auto&) {
+  record("CrossEntropyBackward", {logits, target}, {loss}, [logits = logits.detach(), target, lse, ignore_index](const Grads& g, auto&) {
     Tensor grad = ops::new_like(logits);
     if (grad.numel() > 0)
       ops::backend_of(logits).cross_entropy_backward(grad, g[0].contiguous(), logits, lse, target, ignore_index);

@@ -34,6 +34,22 @@ Tensor conform(Tensor grad, const TensorMeta& meta, const std::string& node) {
 }
 }  // namespace
 
+Node::~Node() {
+  // Freeing a long chain through nested destructors would overflow the stack (a 100k-step graph is
+  // ordinary), so the nodes only this one owns are unlinked and freed from a loop instead.
+  std::vector<std::shared_ptr<Node>> orphans;
+  const auto collect = [&orphans](std::vector<Edge>& edges) {
+    for (Edge& edge : edges)
+      if (edge.node && edge.node.use_count() == 1) orphans.push_back(std::move(edge.node));
+  };
+  collect(next_edges);
+  while (!orphans.empty()) {
+    std::shared_ptr<Node> node = std::move(orphans.back());
+    orphans.pop_back();
+    collect(node->next_edges);
+  }  // each node dies here with no solely owned edges left, so its own destructor recurses no further
+}
+
 FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMeta> inputs,
                            std::vector<Tensor> saved)
     : Node(std::move(name)), fn_(std::move(fn)), inputs_(std::move(inputs)) {

@@ -34,7 +34,7 @@ using BackwardFn = std::function<Grads(const Grads& grads, const std::vector<boo
 class Node {
  public:
   explicit Node(std::string name) : name_(std::move(name)) {}
-  virtual ~Node() = default;
+  virtual ~Node();
   const std::string& name() const { return name_; }
 
   // Gradients for each input, given one per output (missing ones are materialized as zeros).

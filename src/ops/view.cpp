@@ -22,7 +22,9 @@ Shape infer_shape(const char* op, const Shape& requested, int64_t numel, const S
     }
   }
   if (infer >= 0) {
-    ST_CHECK(known != 0 && numel % known == 0, ShapeError, "[", op, "] shape ", requested,
+    ST_CHECK(known != 0, ShapeError, "[", op, "] shape ", requested, " is ambiguous for a tensor of shape ", from,
+             ": the other sizes multiply to 0, so -1 could be any size");
+    ST_CHECK(numel % known == 0, ShapeError, "[", op, "] shape ", requested,
              " is invalid for a tensor of shape ", from, " (", numel, " elements)");
     shape[infer] = numel / known;
   }

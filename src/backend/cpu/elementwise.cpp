@@ -9,6 +9,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/strided.h"
+#include "backend/cpu/vec_math.h"
 
 namespace st::backend::cpu {
 namespace {
@@ -108,7 +109,7 @@ bool unary_float(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, 
   const auto run = [&](int64_t cost, auto fn) { map<T, T>(cost, fn, out, in); };
   switch (op) {
     case UnaryOp::Neg: run(kCheap, [](C x) { return -x; }); break;
-    case UnaryOp::Exp: run(kMath, [](C x) { return std::exp(x); }); break;
+    case UnaryOp::Exp: run(kMath, [](C x) { return exp_of(x); }); break;
     case UnaryOp::Log: run(kMath, [](C x) { return std::log(x); }); break;
     case UnaryOp::Sqrt: run(kMath, [](C x) { return std::sqrt(x); }); break;
     case UnaryOp::Rsqrt: run(kMath, [](C x) { return 1 / std::sqrt(x); }); break;
@@ -117,7 +118,7 @@ bool unary_float(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, 
     case UnaryOp::Sigmoid:
       // exp(-|x|) never overflows; sigmoid(x) = e / (1 + e) for negative x.
       run(kMath, [](C x) {
-        const C e = std::exp(-std::abs(x));
+        const C e = exp_of(-std::abs(x));
         const C r = 1 / (1 + e);
         return x >= 0 ? r : e * r;
       });
@@ -213,7 +214,7 @@ bool binary_float(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
       // d/dx x * Phi(x) = Phi(x) + x * phi(x)
       run(kMath, [](C g, C x) {
         const C cdf = C(0.5) * (1 + std::erf(x * kInvSqrt2));
-        const C pdf = kInvSqrt2Pi * std::exp(C(-0.5) * x * x);
+        const C pdf = kInvSqrt2Pi * exp_of(C(-0.5) * x * x);
         return g * (cdf + x * pdf);
       });
       break;

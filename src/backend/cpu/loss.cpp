@@ -11,6 +11,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/vec_math.h"
 #include "backend/cpu/strided.h"
 
 namespace st::backend::cpu {
@@ -38,7 +39,7 @@ LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
   for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
   C sum = 0;
 #pragma omp simd reduction(+ : sum)
-  for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
+  for (int64_t c = 0; c < cols; ++c) sum += exp_of(static_cast<C>(x[c]) - hi);
   return {hi, std::log(sum)};
 }
 
@@ -82,10 +83,10 @@ void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_
       }
       const C row_lse = lses[r];
       const C scale = grad[r];
-      for (int64_t c = 0; c < cols; ++c) g[c] = T(std::exp(static_cast<C>(x[c]) - row_lse) * scale);
+      for (int64_t c = 0; c < cols; ++c) g[c] = T(exp_of(static_cast<C>(x[c]) - row_lse) * scale);
       // The target's entry again from its probability, not from the rounded value just stored.
       const int64_t t = target[r];
-      g[t] = T((std::exp(static_cast<C>(x[t]) - row_lse) - C(1)) * scale);
+      g[t] = T((exp_of(static_cast<C>(x[t]) - row_lse) - C(1)) * scale);
     }
   });
 }

@@ -10,6 +10,7 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/parallel.h"
+#include "backend/cpu/vec_math.h"
 
 namespace st::backend::cpu {
 namespace {
@@ -53,7 +54,7 @@ void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
       C sum = 0;
       if (log) {
 #pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < cols; ++c) sum += std::exp(static_cast<C>(x[c]) - hi);
+        for (int64_t c = 0; c < cols; ++c) sum += exp_of(static_cast<C>(x[c]) - hi);
         const C log_sum = std::log(sum);
         // (x - max) - log(sum), not x - lse: keeps log(sum)'s digits when the max is large.
         for (int64_t c = 0; c < cols; ++c) y[c] = T((static_cast<C>(x[c]) - hi) - log_sum);
@@ -66,7 +67,7 @@ void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
         ex = exps.data();
 #pragma omp simd reduction(+ : sum)
       for (int64_t c = 0; c < cols; ++c) {
-        ex[c] = std::exp(static_cast<C>(x[c]) - hi);
+        ex[c] = exp_of(static_cast<C>(x[c]) - hi);
         sum += ex[c];
       }
       const C inv = C(1) / sum;
@@ -94,7 +95,7 @@ void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]);
         for (int64_t c = 0; c < cols; ++c)
-          gi[c] = T(static_cast<C>(g[c]) - std::exp(static_cast<C>(y[c])) * dot);
+          gi[c] = T(static_cast<C>(g[c]) - exp_of(static_cast<C>(y[c])) * dot);
       } else {
 #pragma omp simd reduction(+ : dot)
         for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]) * static_cast<C>(y[c]);
