@@ -3,6 +3,12 @@
 
 #include "reference.h"
 
+#if defined(__SANITIZE_ADDRESS__)
+// Under AddressSanitizer an impossible allocation aborts the process by default; let it fail as
+// malloc does, so that the OutOfMemory test sees the library's own error.
+extern "C" const char* __asan_default_options() { return "allocator_may_return_null=1"; }
+#endif
+
 namespace st_test {
 namespace {
 

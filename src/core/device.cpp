@@ -39,7 +39,10 @@ Device::Device(std::string_view spec) {
 
 std::string Device::str() const {
   std::string s(device_type_name(type));
-  if (type != DeviceType::CPU) s += ":" + std::to_string(index);
+  if (type != DeviceType::CPU) {
+    s += ':';
+    s += std::to_string(index);
+  }
   return s;
 }
 

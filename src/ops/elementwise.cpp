@@ -63,12 +63,6 @@ Tensor wrap(const Tensor& like, const Scalar& s, DType dtype) {
   return scalar_tensor(s, {dtype, like.device()});
 }
 
-Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
-  ops::check_defined(name, {&a});
-  const DType dtype = compute_dtype(op, name, ops::result_type(a, b));
-  return binary(op, name, a, wrap(a, b, dtype), dtype);
-}
-
 Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, double beta = 0) {
   ops::check_defined(name, {&x});
   DType dtype = x.dtype();
@@ -83,6 +77,21 @@ Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, do
   autograd::record_unary(op, xc, out, alpha, beta);
   return out;
 }
+
+Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
+  ops::check_defined(name, {&a});
+  const DType dtype = compute_dtype(op, name, ops::result_type(a, b));
+  // Float tensor with a number: one fused x * alpha + beta kernel, no 0-dim tensor to allocate.
+  // -0.0 is the additive identity that keeps the sign of a zero product.
+  if (is_floating(dtype) && dtype == a.dtype()) {
+    const double v = b.to_double();
+    if (op == BinaryOp::Mul) return unary(UnaryOp::Affine, name, a, v, -0.0);
+    if (op == BinaryOp::Add) return unary(UnaryOp::Affine, name, a, 1.0, v);
+    if (op == BinaryOp::Sub) return unary(UnaryOp::Affine, name, a, 1.0, -v);
+  }
+  return binary(op, name, a, wrap(a, b, dtype), dtype);
+}
+
 
 // Writes `value` into `self` in place. Without autograd the kernel result is copied straight in; with
 // it, self's history is rebased onto the out-of-place result so backward sees the new value.

@@ -7,8 +7,10 @@
 
 namespace st::backend::cpu {
 
-// Work items (elements, or rows times row length) below which a loop stays on one thread.
-inline constexpr int64_t kParallelGrain = 32768;
+// Work items (elements, or rows times row length) below which a loop stays on one thread. Waking
+// the thread team costs microseconds, and far more when the cores are busy with other processes,
+// so only loops that run well past that go parallel.
+inline constexpr int64_t kParallelGrain = 1 << 16;
 
 // Calls fn(begin, end) over [0, n) in contiguous chunks, one per thread when cost_per_item * n is
 // large enough.
