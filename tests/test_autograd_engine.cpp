@@ -324,6 +324,17 @@ TEST_P(Engine, VeryLongChainNeedsNoDeepRecursion) {
   y = Tensor();  // releases the whole graph
 }
 
+TEST_P(Engine, DeepGraphWithSavedTensorsIsFreedWithoutBackward) {
+  // 200k nodes that each save their inputs, dropped without a backward: freeing the graph must not
+  // recurse once per node through edges or through saved tensors' history.
+  Tensor x = leaf(NDArray({1}, 1.0));
+  Tensor factor = constant(NDArray({1}, 1.0));
+  Tensor y = x;
+  for (int i = 0; i < 200000; ++i) y = y * factor;
+  EXPECT_EQ(y.item<double>(), 1.0);
+  y = Tensor();
+}
+
 TEST_P(Engine, RetainGradOnANonLeaf) {
   NDArray v = u({3});
   Tensor x = leaf(v);

@@ -41,6 +41,15 @@ std::vector<double> log_softmax_lane(const std::vector<double>& v) {
   return out;
 }
 
+// The scale of log_softmax's rounding error: x - lse cancels when x is near lse, so a correct
+// kernel is accurate relative to |x| + |lse|, not to the (small) result.
+std::vector<double> log_softmax_scale_lane(const std::vector<double>& v) {
+  std::vector<double> ls = log_softmax_lane(v);
+  std::vector<double> out(v.size());
+  for (size_t i = 0; i < v.size(); ++i) out[i] = std::fabs(v[i]) + std::fabs(v[i] - ls[i]);
+  return out;
+}
+
 // ---------------------------------------------------------------------------------------------
 // matmul
 
@@ -123,7 +132,8 @@ TEST_P(NNOps, SoftmaxRandomShapes) {
     NDArray a = grid_random(shape, rng);
     Tensor x = input(a, layout);
     EXPECT_CLOSE(st::softmax(x, dim), map_lanes(a, dim, softmax_lane), tol());
-    EXPECT_CLOSE(st::log_softmax(x, dim), map_lanes(a, dim, log_softmax_lane), tol());
+    NDArray scale = map_lanes(a, dim, log_softmax_scale_lane);
+    EXPECT_CLOSE(st::log_softmax(x, dim), map_lanes(a, dim, log_softmax_lane), tol(), &scale);
   }
 }
 
@@ -200,7 +210,8 @@ TEST_P(NNOps, SoftmaxAndLogSoftmax) {
     EXPECT_EQ(s.dtype(), dtype());
     EXPECT_EQ(l.dtype(), dtype());
     EXPECT_CLOSE(s, map_lanes(a, c.dim, softmax_lane), tol());
-    EXPECT_CLOSE(l, map_lanes(a, c.dim, log_softmax_lane), tol());
+    NDArray scale = map_lanes(a, c.dim, log_softmax_scale_lane);
+    EXPECT_CLOSE(l, map_lanes(a, c.dim, log_softmax_lane), tol(), &scale);
   }
 }
 
@@ -209,7 +220,8 @@ TEST_P(NNOps, SoftmaxIsStableForLargeInputs) {
   // 1024 are exact even in bfloat16.
   NDArray a = map(int_random({4, 9}, rng, -4, 4), [](double k) { return 1024 + 8 * k; });
   EXPECT_CLOSE(st::softmax(input(a), -1), map_lanes(a, -1, softmax_lane), tol());
-  EXPECT_CLOSE(st::log_softmax(input(a), -1), map_lanes(a, -1, log_softmax_lane), tol());
+  NDArray scale = map_lanes(a, -1, log_softmax_scale_lane);
+  EXPECT_CLOSE(st::log_softmax(input(a), -1), map_lanes(a, -1, log_softmax_lane), tol(), &scale);
   NDArray n = map(a, [](double v) { return -v; });
   EXPECT_CLOSE(st::softmax(input(n), 1), map_lanes(n, 1, softmax_lane), tol());
 }
@@ -225,18 +237,22 @@ TEST_P(NNOps, SoftmaxWithMinusInfinity) {
 TEST_P(NNOps, SoftmaxLarge) {
   NDArray a = grid_random({64, 1500}, rng);
   EXPECT_CLOSE(st::softmax(input(a), 1), map_lanes(a, 1, softmax_lane), tol());
+  NDArray scale = map_lanes(a, 1, log_softmax_scale_lane);
   EXPECT_CLOSE(st::log_softmax(input(a, Layout::Transposed), 1), map_lanes(a, 1, log_softmax_lane),
-               tol());
+               tol(), &scale);
 }
 
 // ---------------------------------------------------------------------------------------------
 // layer_norm
 
+// When `scale` is given it receives |xhat * w| + |b| per element: y = xhat * w + b can cancel, so a
+// correct kernel is accurate relative to its terms.
 NDArray layer_norm_ref(const NDArray& x, int64_t normalized_ndim, const NDArray* weight,
-                       const NDArray* bias, double eps) {
+                       const NDArray* bias, double eps, NDArray* scale = nullptr) {
   Shape inner(x.shape.end() - normalized_ndim, x.shape.end());
   int64_t cols = count(inner), rows = cols == 0 ? 0 : x.numel() / cols;
   NDArray out(x.shape);
+  if (scale) *scale = NDArray(x.shape);
   for (int64_t r = 0; r < rows; ++r) {
     double mean = 0, var = 0;
     for (int64_t c = 0; c < cols; ++c) mean += x[r * cols + c];
@@ -246,6 +262,7 @@ NDArray layer_norm_ref(const NDArray& x, int64_t normalized_ndim, const NDArray*
     for (int64_t c = 0; c < cols; ++c) {
       double y = (x[r * cols + c] - mean) / std::sqrt(var + eps);
       if (weight) y *= (*weight)[c];
+      if (scale) (*scale)[r * cols + c] = std::fabs(y) + (bias ? std::fabs((*bias)[c]) : 0.0);
       if (bias) y += (*bias)[c];
       out[r * cols + c] = y;
     }
@@ -284,9 +301,11 @@ TEST_P(NNOps, LayerNorm) {
                               c.bias ? input(b) : Tensor(), c.eps);
     EXPECT_EQ(y.dtype(), dtype());
     EXPECT_EQ(y.shape(), c.x);
-    NDArray expected = layer_norm_ref(x, static_cast<int64_t>(c.normalized.size()),
-                                      c.weight ? &w : nullptr, c.bias ? &b : nullptr, c.eps);
-    EXPECT_CLOSE(y, expected, scaled(tol(), 2));
+    NDArray scale;
+    NDArray expected =
+        layer_norm_ref(x, static_cast<int64_t>(c.normalized.size()), c.weight ? &w : nullptr,
+                       c.bias ? &b : nullptr, c.eps, &scale);
+    EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
   }
 }
 
@@ -308,7 +327,9 @@ TEST_P(NNOps, LayerNormLarge) {
   NDArray x = grid_random({256, 512}, rng), w = grid_random({512}, rng, -2, 2),
           b = grid_random({512}, rng);
   Tensor y = st::layer_norm(input(x), {512}, input(w), input(b));
-  EXPECT_CLOSE(y, layer_norm_ref(x, 1, &w, &b, 1e-5), scaled(tol(), 2));
+  NDArray scale;
+  NDArray expected = layer_norm_ref(x, 1, &w, &b, 1e-5, &scale);
+  EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -365,20 +386,27 @@ TEST_P(NNOps, EmbeddingLarge) {
 // ---------------------------------------------------------------------------------------------
 // cross_entropy
 
-// Per-sample losses (0 where ignored) and the number of samples not ignored.
-std::pair<NDArray, int64_t> cross_entropy_ref(const NDArray& logits, const NDArray& target,
-                                              int64_t ignore_index) {
-  int64_t n = logits.ndim() == 1 ? 1 : logits.shape[0], c = logits.shape.back();
-  NDArray loss(Shape{n});
+// Per-sample losses (0 where ignored), the number of samples not ignored, and per sample the scale
+// of a correct kernel's rounding error, |lse| + |x[target]| (the loss is their difference).
+struct CrossEntropyRef {
+  NDArray loss;
   int64_t kept = 0;
+  NDArray scale;
+};
+
+CrossEntropyRef cross_entropy_ref(const NDArray& logits, const NDArray& target,
+                                  int64_t ignore_index) {
+  int64_t n = logits.ndim() == 1 ? 1 : logits.shape[0], c = logits.shape.back();
+  CrossEntropyRef ref{NDArray(Shape{n}), 0, NDArray(Shape{n})};
   for (int64_t i = 0; i < n; ++i) {
     int64_t t = static_cast<int64_t>(target[i]);
     if (t == ignore_index) continue;
-    ++kept;
+    ++ref.kept;
     std::vector<double> row(logits.data.begin() + i * c, logits.data.begin() + (i + 1) * c);
-    loss[i] = -log_softmax_lane(row)[t];
+    ref.loss[i] = -log_softmax_lane(row)[t];
+    ref.scale[i] = log_softmax_scale_lane(row)[t];
   }
-  return {loss, kept};
+  return ref;
 }
 
 TEST_P(NNOps, CrossEntropy) {
@@ -404,22 +432,25 @@ TEST_P(NNOps, CrossEntropy) {
     if (c.ignore_index < 0 && c.n > 2) target[1] = static_cast<double>(c.ignore_index);
     Tensor x = input(logits, c.layout);
     Tensor t = make_tensor(target, c.target_dtype, device());
-    auto [losses, kept] = cross_entropy_ref(logits, target, c.ignore_index);
+    auto [losses, kept, scale] = cross_entropy_ref(logits, target, c.ignore_index);
     ASSERT_GT(kept, 0);
     Tolerance tl = scaled(tol(), 2);
 
     Tensor none = st::cross_entropy(x, t, c.ignore_index, st::Reduction::None);
     EXPECT_EQ(none.dtype(), dtype());
-    EXPECT_CLOSE(none, losses, tl);
-    double total = sum_of(losses.data);
+    EXPECT_CLOSE(none, losses, tl, &scale);
+    const double total = sum_of(losses.data), total_scale = sum_of(scale.data);
+    const NDArray sum_scale = scalar_array(total_scale);
     Tensor sum = st::cross_entropy(x, t, c.ignore_index, st::Reduction::Sum);
     EXPECT_EQ(sum.dim(), 0);
-    EXPECT_CLOSE(sum, scalar_array(total), tl);
+    EXPECT_CLOSE(sum, scalar_array(total), tl, &sum_scale);
+    const double k = static_cast<double>(kept);
+    const NDArray mean_scale = scalar_array(total_scale / k);
     Tensor mean = st::cross_entropy(x, t, c.ignore_index, st::Reduction::Mean);
     EXPECT_EQ(mean.dim(), 0);
-    EXPECT_CLOSE(mean, scalar_array(total / static_cast<double>(kept)), tl);
+    EXPECT_CLOSE(mean, scalar_array(total / k), tl, &mean_scale);
     if (c.ignore_index == -100) {
-      EXPECT_CLOSE(st::cross_entropy(x, t), scalar_array(total / static_cast<double>(kept)), tl);
+      EXPECT_CLOSE(st::cross_entropy(x, t), scalar_array(total / k), tl, &mean_scale);
     }
   }
 }
@@ -449,13 +480,11 @@ TEST_P(NNOps, CrossEntropyWithEveryTargetIgnored) {
 TEST_P(NNOps, CrossEntropyIsStableForLargeLogits) {
   NDArray logits = map(int_random({3, 5}, rng, -4, 4), [](double k) { return 1024 + 8 * k; });
   NDArray target({3}, {0, 4, 2});
-  auto [losses, kept] = cross_entropy_ref(logits, target, -100);
+  CrossEntropyRef ref = cross_entropy_ref(logits, target, -100);
   Tensor loss = st::cross_entropy(input(logits), make_tensor(target, DType::Int64, device()), -100,
                                   st::Reduction::None);
-  // Losses are differences of numbers near 1024: allow the rounding of the inputs' scale.
-  Tolerance t = tol();
-  EXPECT_CLOSE(loss, losses,
-               {t.rtol, t.atol + t.rtol * 1024 * (dtype() == DType::Float64 ? 1 : 0.01)});
+  // Losses are differences of numbers near 1024: accurate relative to that scale.
+  EXPECT_CLOSE(loss, ref.loss, tol(), &ref.scale);
 }
 
 // ---------------------------------------------------------------------------------------------
