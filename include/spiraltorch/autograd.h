@@ -1,5 +1,6 @@
 #pragma once
-// Reverse-mode differentiation: the graph is built as ops run and walked back by Tensor::backward().
+// Reverse-mode differentiation: the graph is built as ops run and walked back by
+// Tensor::backward().
 
 #include <vector>
 

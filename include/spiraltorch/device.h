@@ -18,7 +18,7 @@ struct Device {
   Device() = default;
   Device(DeviceType type, int index = 0) : type(type), index(index) {}  // NOLINT: Device(kCPU)
   // "cpu", "cuda", "cuda:1", "vulkan:0"; throws DeviceError on anything else.
-  Device(std::string_view spec);  // NOLINT
+  Device(std::string_view spec);                                // NOLINT
   Device(const char* spec) : Device(std::string_view(spec)) {}  // NOLINT
 
   bool is_cpu() const { return type == DeviceType::CPU; }

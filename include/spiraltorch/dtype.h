@@ -1,8 +1,8 @@
 #pragma once
 // Element types. f16 and bf16 are stored as 16 bits and computed in f32.
 
-#include <cstdint>
 #include <cmath>
+#include <cstdint>
 #include <cstring>
 #include <limits>
 #include <ostream>
@@ -19,7 +19,8 @@ std::string_view dtype_name(DType dtype);  // "float32", as PyTorch spells it
 bool is_floating(DType dtype);
 bool is_integral(DType dtype);  // bool counts as integral
 // The dtype both operands are computed in, following PyTorch's promotion lattice:
-// bool < int32 < int64 < {float16, bfloat16} < float32 < float64; float16 with bfloat16 gives float32.
+// bool < int32 < int64 < {float16, bfloat16} < float32 < float64; float16 with bfloat16 gives
+// float32.
 DType promote_types(DType a, DType b);
 std::ostream& operator<<(std::ostream& out, DType dtype);
 
@@ -50,7 +51,8 @@ inline Half::Half(float value) {
     std::memcpy(&magnitude, &abs, 4);
     // Scaling by 2^24 puts the half subnormal's integer mantissa in the float's integer part;
     // nearbyint rounds it to nearest even.
-    bits = static_cast<uint16_t>(sign | static_cast<uint32_t>(std::nearbyint(magnitude * 16777216.0f)));
+    bits = static_cast<uint16_t>(sign |
+                                 static_cast<uint32_t>(std::nearbyint(magnitude * 16777216.0f)));
     return;
   }
   uint32_t rounded = abs + 0xfffu + ((abs >> 13) & 1u);
@@ -99,23 +101,67 @@ struct BFloat16 {
 };
 
 // The C++ type stored for each dtype, and back.
-template <DType D> struct CType;
-template <> struct CType<DType::Float32> { using type = float; };
-template <> struct CType<DType::Float64> { using type = double; };
-template <> struct CType<DType::Float16> { using type = Half; };
-template <> struct CType<DType::BFloat16> { using type = BFloat16; };
-template <> struct CType<DType::Int32> { using type = int32_t; };
-template <> struct CType<DType::Int64> { using type = int64_t; };
-template <> struct CType<DType::Bool> { using type = bool; };
+template <DType D>
+struct CType;
+template <>
+struct CType<DType::Float32> {
+  using type = float;
+};
+template <>
+struct CType<DType::Float64> {
+  using type = double;
+};
+template <>
+struct CType<DType::Float16> {
+  using type = Half;
+};
+template <>
+struct CType<DType::BFloat16> {
+  using type = BFloat16;
+};
+template <>
+struct CType<DType::Int32> {
+  using type = int32_t;
+};
+template <>
+struct CType<DType::Int64> {
+  using type = int64_t;
+};
+template <>
+struct CType<DType::Bool> {
+  using type = bool;
+};
 
-template <typename T> constexpr DType dtype_of();
-template <> constexpr DType dtype_of<float>() { return DType::Float32; }
-template <> constexpr DType dtype_of<double>() { return DType::Float64; }
-template <> constexpr DType dtype_of<Half>() { return DType::Float16; }
-template <> constexpr DType dtype_of<BFloat16>() { return DType::BFloat16; }
-template <> constexpr DType dtype_of<int32_t>() { return DType::Int32; }
-template <> constexpr DType dtype_of<int64_t>() { return DType::Int64; }
-template <> constexpr DType dtype_of<bool>() { return DType::Bool; }
+template <typename T>
+constexpr DType dtype_of();
+template <>
+constexpr DType dtype_of<float>() {
+  return DType::Float32;
+}
+template <>
+constexpr DType dtype_of<double>() {
+  return DType::Float64;
+}
+template <>
+constexpr DType dtype_of<Half>() {
+  return DType::Float16;
+}
+template <>
+constexpr DType dtype_of<BFloat16>() {
+  return DType::BFloat16;
+}
+template <>
+constexpr DType dtype_of<int32_t>() {
+  return DType::Int32;
+}
+template <>
+constexpr DType dtype_of<int64_t>() {
+  return DType::Int64;
+}
+template <>
+constexpr DType dtype_of<bool>() {
+  return DType::Bool;
+}
 
 // Calls fn(T{}) with T the C++ type of `dtype`: the one switch over dtypes that kernels use.
 template <typename Fn>
@@ -133,9 +179,19 @@ decltype(auto) dispatch_dtype(DType dtype, Fn&& fn) {
 }
 
 // The type arithmetic on T is done in: f32 for the 16-bit floats, T otherwise.
-template <typename T> struct ComputeType { using type = T; };
-template <> struct ComputeType<Half> { using type = float; };
-template <> struct ComputeType<BFloat16> { using type = float; };
-template <typename T> using compute_t = typename ComputeType<T>::type;
+template <typename T>
+struct ComputeType {
+  using type = T;
+};
+template <>
+struct ComputeType<Half> {
+  using type = float;
+};
+template <>
+struct ComputeType<BFloat16> {
+  using type = float;
+};
+template <typename T>
+using compute_t = typename ComputeType<T>::type;
 
 }  // namespace st

@@ -2,12 +2,12 @@
 // The one exception hierarchy of SpiralTorch. Every message starts with the op in brackets and says
 // what was expected, e.g. "[add] shapes [2, 3] and [4] cannot be broadcast".
 
+#include <cstdint>
 #include <sstream>
 #include <stdexcept>
 #include <string>
 #include <utility>
 #include <vector>
-#include <cstdint>
 
 namespace st {
 
@@ -66,9 +66,10 @@ std::string concat(const Args&... args) {
 
 }  // namespace st
 
-// ST_CHECK(cond, ShapeError, "[op] message parts ", value, ...): throws st::<Kind> when cond is false.
-#define ST_CHECK(cond, Kind, ...)                                   \
-  do {                                                              \
+// ST_CHECK(cond, ShapeError, "[op] message parts ", value, ...): throws st::<Kind> when cond is
+// false.
+#define ST_CHECK(cond, Kind, ...)                                     \
+  do {                                                                \
     if (!(cond)) throw ::st::Kind(::st::detail::concat(__VA_ARGS__)); \
   } while (0)
 
@@ -76,10 +77,10 @@ std::string concat(const Args&... args) {
 #ifdef NDEBUG
 #define ST_ASSERT(cond) ((void)0)
 #else
-#define ST_ASSERT(cond)                                                                        \
-  do {                                                                                         \
-    if (!(cond))                                                                               \
+#define ST_ASSERT(cond)                                                                    \
+  do {                                                                                     \
+    if (!(cond))                                                                           \
       throw ::st::Error(::st::detail::concat("[internal] assertion failed: " #cond " at ", \
-                                             __FILE__, ":", __LINE__));                        \
+                                             __FILE__, ":", __LINE__));                    \
   } while (0)
 #endif

@@ -1,7 +1,7 @@
 #pragma once
 // Every op of SpiralTorch as a free function. Each validates its arguments (shape, dtype and device
-// errors come from here), computes the output shape, records the autograd node and calls the backend
-// of its inputs' device. Elementwise ops broadcast as NumPy does.
+// errors come from here), computes the output shape, records the autograd node and calls the
+// backend of its inputs' device. Elementwise ops broadcast as NumPy does.
 
 #include <optional>
 #include <string_view>
@@ -27,7 +27,8 @@ Tensor zeros_like(const Tensor& t);
 Tensor ones_like(const Tensor& t);
 Tensor full_like(const Tensor& t, const Scalar& value);
 Tensor empty_like(const Tensor& t);
-// [start, end) in steps of `step`; an int64 tensor unless options name a dtype or a bound is fractional.
+// [start, end) in steps of `step`; an int64 tensor unless options name a dtype or a bound is
+// fractional.
 Tensor arange(const Scalar& end, std::optional<TensorOptions> options = std::nullopt);
 Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step = 1,
               std::optional<TensorOptions> options = std::nullopt);
@@ -37,7 +38,8 @@ Tensor rand_like(const Tensor& t);
 Tensor randn_like(const Tensor& t);
 // Copies `shape`'s numel values of type T from host memory.
 template <typename T>
-Tensor from_buffer(const T* data, const Shape& shape, const TensorOptions& options = {dtype_of<T>()});
+Tensor from_buffer(const T* data, const Shape& shape,
+                   const TensorOptions& options = {dtype_of<T>()});
 template <typename T>
 Tensor tensor(std::initializer_list<T> values, const TensorOptions& options = {dtype_of<T>()}) {
   return from_buffer(values.begin(), {static_cast<int64_t>(values.size())}, options);
@@ -121,7 +123,8 @@ Tensor dropout(const Tensor& x, double p, bool training = true);
 // Joining and splitting.
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);
 Tensor stack(const std::vector<Tensor>& tensors, int64_t dim = 0);
-// Views of `x` in pieces of `split_size` along dim (the last one may be shorter); one autograd node.
+// Views of `x` in pieces of `split_size` along dim (the last one may be shorter); one autograd
+// node.
 std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim = 0);
 std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim = 0);
 std::vector<Tensor> chunk(const Tensor& x, int64_t chunks, int64_t dim = 0);

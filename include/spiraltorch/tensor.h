@@ -1,6 +1,6 @@
 #pragma once
-// st::Tensor: a cheap shared handle to a TensorImpl (storage + shape, strides, offset, dtype, and the
-// autograd metadata). Copying a Tensor copies the handle; views share storage.
+// st::Tensor: a cheap shared handle to a TensorImpl (storage + shape, strides, offset, dtype, and
+// the autograd metadata). Copying a Tensor copies the handle; views share storage.
 
 #include <cstdint>
 #include <initializer_list>
@@ -29,10 +29,12 @@ struct AutogradMeta {
   bool requires_grad = false;
   std::shared_ptr<autograd::Node> grad_fn;  // null for leaves
   uint32_t output_nr = 0;                   // which output of grad_fn this tensor is
-  std::shared_ptr<struct TensorImpl> grad;  // accumulated gradient of a leaf (or a retained non-leaf)
+  std::shared_ptr<struct TensorImpl>
+      grad;  // accumulated gradient of a leaf (or a retained non-leaf)
   std::weak_ptr<autograd::Node> grad_accumulator;  // the leaf's AccumulateGrad node, made on demand
   bool retains_grad = false;
-  bool is_view = false;  // made by a view op from a tensor in the graph: in-place changes are refused
+  bool is_view =
+      false;  // made by a view op from a tensor in the graph: in-place changes are refused
 };
 
 struct TensorImpl {
@@ -69,7 +71,8 @@ class Tensor {
   bool is_contiguous() const;
   const std::shared_ptr<Storage>& storage() const { return checked().storage; }
   void* data_ptr() const;  // storage data + offset; a device pointer for GPU tensors
-  template <typename T> T* data() const {
+  template <typename T>
+  T* data() const {
     ST_CHECK(dtype_of<T>() == dtype(), DTypeError, "[data] tensor is ", dtype(), ", asked for ",
              dtype_of<T>());
     return static_cast<T*>(data_ptr());
@@ -77,9 +80,13 @@ class Tensor {
 
   // Values on the host.
   Scalar item() const;  // a one-element tensor's value; waits for the device
-  template <typename T> T item() const { return item().to<T>(); }
-  template <typename T> std::vector<T> to_vector() const;  // all values, row-major, converted to T
-  std::string str() const;  // as PyTorch prints it
+  template <typename T>
+  T item() const {
+    return item().to<T>();
+  }
+  template <typename T>
+  std::vector<T> to_vector() const;  // all values, row-major, converted to T
+  std::string str() const;           // as PyTorch prints it
 
   // Views (share storage) and copies.
   Tensor view(const Shape& shape) const;     // -1 infers one size; needs compatible strides
@@ -105,7 +112,7 @@ class Tensor {
   // Autograd.
   bool requires_grad() const;
   Tensor& set_requires_grad(bool requires_grad = true);  // leaves only
-  Tensor grad() const;                                    // undefined until backward reaches it
+  Tensor grad() const;                                   // undefined until backward reaches it
   void set_grad(const Tensor& grad) const;
   void zero_grad() const;  // zeroes .grad in place, when there is one
   bool is_leaf() const;

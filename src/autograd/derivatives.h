@@ -8,16 +8,18 @@
 
 namespace st::autograd {
 
-void record_unary(backend::UnaryOp op, const Tensor& x, const Tensor& out, double alpha, double beta);
+void record_unary(backend::UnaryOp op, const Tensor& x, const Tensor& out, double alpha,
+                  double beta);
 void record_binary(backend::BinaryOp op, const Tensor& a, const Tensor& b, const Tensor& out);
 void record_where(const Tensor& cond, const Tensor& a, const Tensor& b, const Tensor& out);
 // sum and mean over `dims` (sorted); out has the keepdim shape or not.
-void record_reduce(backend::ReduceOp op, const Tensor& x, const Tensor& out, const std::vector<int64_t>& dims);
+void record_reduce(backend::ReduceOp op, const Tensor& x, const Tensor& out,
+                   const std::vector<int64_t>& dims);
 // max/min over all elements: the gradient is shared evenly among the elements equal to the result.
 void record_extreme(const char* name, const Tensor& x, const Tensor& out);
 // max/min along dim with indices: the gradient goes to the chosen index.
-void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values, const Tensor& indices,
-                        int64_t dim, bool keepdim);
+void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values,
+                        const Tensor& indices, int64_t dim, bool keepdim);
 // a [..., M, K] @ b [..., K, N] with broadcast batch dims.
 void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log);
@@ -25,16 +27,18 @@ void record_layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias
                        const Tensor& mean, const Tensor& rstd);
 void record_embedding(const Tensor& weight, const Tensor& indices, const Tensor& out);
 // loss [N] per row from logits [N, C].
-void record_cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& loss, const Tensor& lse,
-                          int64_t ignore_index);
+void record_cross_entropy(const Tensor& logits, const Tensor& target, const Tensor& loss,
+                          const Tensor& lse, int64_t ignore_index);
 void record_cat(const std::vector<Tensor>& inputs, const Tensor& out, int64_t dim);
 void record_split(const Tensor& x, const std::vector<Tensor>& outputs, int64_t dim);
 
 // Views. Each out shares x's storage.
-void record_reshape(const char* name, const Tensor& x, const Tensor& out);  // view, reshape, (un)squeeze
+void record_reshape(const char* name, const Tensor& x,
+                    const Tensor& out);  // view, reshape, (un)squeeze
 void record_permute(const Tensor& x, const Tensor& out, const Shape& dims);
 void record_expand(const Tensor& x, const Tensor& out);
-// narrow/slice/select: out is x.slice(dim, start, start + step * len, step), with `dim` removed for select.
+// narrow/slice/select: out is x.slice(dim, start, start + step * len, step), with `dim` removed for
+// select.
 void record_slice(const char* name, const Tensor& x, const Tensor& out, int64_t dim, int64_t start,
                   int64_t step, bool removes_dim);
 

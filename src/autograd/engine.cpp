@@ -28,8 +28,8 @@ Tensor conform(Tensor grad, const TensorMeta& meta, const std::string& node) {
   if (!grad.defined()) return grad;
   if (grad.shape() != meta.shape) grad = sum_to(grad, meta.shape);
   if (grad.dtype() != meta.dtype) grad = grad.to(meta.dtype);
-  ST_CHECK(grad.device() == meta.device, DeviceError, "[backward] ", node, " produced a gradient on ",
-           grad.device(), " for an input on ", meta.device);
+  ST_CHECK(grad.device() == meta.device, DeviceError, "[backward] ", node,
+           " produced a gradient on ", grad.device(), " for an input on ", meta.device);
   return grad;
 }
 }  // namespace
@@ -47,7 +47,8 @@ Node::~Node() {
     std::shared_ptr<Node> node = std::move(orphans.back());
     orphans.pop_back();
     collect(node->next_edges);
-  }  // each node dies here with no solely owned edges left, so its own destructor recurses no further
+  }  // each node dies here with no solely owned edges left, so its own destructor recurses no
+     // further
 }
 
 FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMeta> inputs,
@@ -60,20 +61,22 @@ FunctionNode::FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMe
 void FunctionNode::check_saved_versions() const {
   for (const auto& [storage, version] : saved_versions_)
     ST_CHECK(storage->version() == version, Error, "[backward] a tensor saved by ", name(),
-             " was modified in place after it was saved (version ", storage->version(), ", saved at ",
-             version, "); clone it before changing it, or change a copy");
+             " was modified in place after it was saved (version ", storage->version(),
+             ", saved at ", version, "); clone it before changing it, or change a copy");
 }
 
 Grads FunctionNode::apply(const Grads& grad_outputs) {
-  ST_CHECK(!released_, Error, "[backward] trying to backward through ", name(),
-           " a second time, after its saved tensors were freed; pass retain_graph=true to the first "
-           "backward");
+  ST_CHECK(
+      !released_, Error, "[backward] trying to backward through ", name(),
+      " a second time, after its saved tensors were freed; pass retain_graph=true to the first "
+      "backward");
   check_saved_versions();
   std::vector<bool> needs(next_edges.size());
   for (size_t i = 0; i < needs.size(); ++i) needs[i] = next_edges[i].node != nullptr;
   Grads grads = fn_(grad_outputs, needs);
   ST_ASSERT(grads.size() == inputs_.size());
-  for (size_t i = 0; i < grads.size(); ++i) grads[i] = needs[i] ? conform(grads[i], inputs_[i], name()) : Tensor();
+  for (size_t i = 0; i < grads.size(); ++i)
+    grads[i] = needs[i] ? conform(grads[i], inputs_[i], name()) : Tensor();
   return grads;
 }
 
@@ -92,8 +95,9 @@ Grads AccumulateGrad::apply(const Grads& grad_outputs) {
   if (!meta.grad) {
     // Keep the gradient itself when nothing else can see it; a view or shared tensor is copied so
     // that later in-place accumulation cannot write through it.
-    const bool exclusive = incoming.impl_ptr().use_count() == 1 && incoming.storage().use_count() == 1 &&
-                           incoming.is_contiguous() && incoming.offset() == 0;
+    const bool exclusive = incoming.impl_ptr().use_count() == 1 &&
+                           incoming.storage().use_count() == 1 && incoming.is_contiguous() &&
+                           incoming.offset() == 0;
     meta.grad = exclusive ? incoming.detach().impl_ptr() : incoming.clone().impl_ptr();
   } else {
     Tensor(meta.grad).add_(incoming);
@@ -132,7 +136,8 @@ void record(std::string name, const std::vector<Tensor>& inputs, const std::vect
   std::vector<TensorMeta> input_meta;
   input_meta.reserve(inputs.size());
   for (const Tensor& t : inputs) input_meta.push_back(t.defined() ? meta_of(t) : TensorMeta{});
-  auto node = std::make_shared<FunctionNode>(std::move(name), std::move(fn), std::move(input_meta), saved);
+  auto node =
+      std::make_shared<FunctionNode>(std::move(name), std::move(fn), std::move(input_meta), saved);
   node->next_edges.reserve(inputs.size());
   for (const Tensor& t : inputs) node->next_edges.push_back(gradient_edge(t));
   for (size_t i = 0; i < outputs.size(); ++i) {
@@ -157,7 +162,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
   for (const Tensor& root : roots) {
     Edge edge = gradient_edge(root);
     root_edges.push_back(edge);
-    if (edge.node && dependencies.emplace(edge.node.get(), 0).second) stack.push_back(edge.node.get());
+    if (edge.node && dependencies.emplace(edge.node.get(), 0).second)
+      stack.push_back(edge.node.get());
   }
   while (!stack.empty()) {
     Node* node = stack.back();
@@ -213,7 +219,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
     for (size_t i = 0; i < node->next_edges.size(); ++i) {
       const Edge& next = node->next_edges[i];
       if (!next.node) continue;
-      if (input_grads[i].defined()) deliver(next.node.get(), next.input_nr, std::move(input_grads[i]));
+      if (input_grads[i].defined())
+        deliver(next.node.get(), next.input_nr, std::move(input_grads[i]));
       if (--dependencies[next.node.get()] == 0) ready.push_back(next.node);
     }
   }
@@ -222,7 +229,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
 }  // namespace
 }  // namespace autograd
 
-void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradients, bool retain_graph) {
+void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradients,
+              bool retain_graph) {
   ST_CHECK(gradients.empty() || gradients.size() == roots.size(), ValueError, "[backward] got ",
            gradients.size(), " gradients for ", roots.size(), " roots");
   std::vector<Tensor> grads;
@@ -233,14 +241,16 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradi
              "a leaf it was computed from");
     Tensor grad = gradients.empty() ? Tensor() : gradients[i];
     if (!grad.defined()) {
-      ST_CHECK(root.numel() == 1, Error, "[backward] a gradient can be implied only for a tensor of one "
-               "element; got shape ", root.shape(), ", so pass a gradient of that shape");
+      ST_CHECK(root.numel() == 1, Error,
+               "[backward] a gradient can be implied only for a tensor of one "
+               "element; got shape ",
+               root.shape(), ", so pass a gradient of that shape");
       grad = ones_like(root);
     } else {
-      ST_CHECK(grad.shape() == root.shape(), ShapeError, "[backward] gradient of shape ", grad.shape(),
-               " for a tensor of shape ", root.shape());
-      ST_CHECK(grad.device() == root.device(), DeviceError, "[backward] gradient on ", grad.device(),
-               " for a tensor on ", root.device());
+      ST_CHECK(grad.shape() == root.shape(), ShapeError, "[backward] gradient of shape ",
+               grad.shape(), " for a tensor of shape ", root.shape());
+      ST_CHECK(grad.device() == root.device(), DeviceError, "[backward] gradient on ",
+               grad.device(), " for a tensor on ", root.device());
       grad = grad.detach();
       if (grad.dtype() != root.dtype()) grad = grad.to(root.dtype());
     }

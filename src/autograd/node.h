@@ -42,8 +42,8 @@ class Node {
   // Frees what the node saved for backward; a later apply() fails clearly.
   virtual void release() {}
 
-  std::vector<Edge> next_edges;      // one per input
-  std::vector<TensorMeta> outputs;   // one per output
+  std::vector<Edge> next_edges;     // one per input
+  std::vector<TensorMeta> outputs;  // one per output
   // Non-leaf outputs whose .grad was asked for (retain_grad), by output number.
   std::vector<std::pair<uint32_t, std::weak_ptr<TensorImpl>>> retained;
 
@@ -54,7 +54,8 @@ class Node {
 // A node whose rule is a closure: what every op records.
 class FunctionNode final : public Node {
  public:
-  FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMeta> inputs, std::vector<Tensor> saved);
+  FunctionNode(std::string name, BackwardFn fn, std::vector<TensorMeta> inputs,
+               std::vector<Tensor> saved);
   Grads apply(const Grads& grad_outputs) override;
   void release() override;
 

@@ -24,32 +24,45 @@ bool backend_available(DeviceType type) {
 
 Backend& backend_for(DeviceType type) {
   Backend* backend = registry()[static_cast<size_t>(type)];
-  ST_CHECK(backend, DeviceError, "[device] this build of SpiralTorch has no ", device_type_name(type),
-           " backend");
+  ST_CHECK(backend, DeviceError, "[device] this build of SpiralTorch has no ",
+           device_type_name(type), " backend");
   ST_CHECK(backend->device_count() > 0, DeviceError, "[device] the ", device_type_name(type),
            " backend found no usable device on this machine");
   return *backend;
 }
 
 void Backend::not_implemented(std::string_view op) const {
-  throw NotImplementedError(detail::concat("[", op, "] not implemented on the ", name(), " backend"));
+  throw NotImplementedError(
+      detail::concat("[", op, "] not implemented on the ", name(), " backend"));
 }
 
 void Backend::copy(const Tensor&, const Tensor&) { not_implemented("copy"); }
 void Backend::fill(const Tensor&, const Scalar&) { not_implemented("fill"); }
 void Backend::arange(const Tensor&, double, double) { not_implemented("arange"); }
-void Backend::uniform(const Tensor&, double, double, uint64_t, uint64_t) { not_implemented("uniform"); }
-void Backend::normal(const Tensor&, double, double, uint64_t, uint64_t) { not_implemented("normal"); }
-void Backend::unary(UnaryOp, const Tensor&, const Tensor&, double, double) { not_implemented("unary"); }
-void Backend::binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) { not_implemented("binary"); }
-void Backend::where(const Tensor&, const Tensor&, const Tensor&, const Tensor&) { not_implemented("where"); }
+void Backend::uniform(const Tensor&, double, double, uint64_t, uint64_t) {
+  not_implemented("uniform");
+}
+void Backend::normal(const Tensor&, double, double, uint64_t, uint64_t) {
+  not_implemented("normal");
+}
+void Backend::unary(UnaryOp, const Tensor&, const Tensor&, double, double) {
+  not_implemented("unary");
+}
+void Backend::binary(BinaryOp, const Tensor&, const Tensor&, const Tensor&) {
+  not_implemented("binary");
+}
+void Backend::where(const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
+  not_implemented("where");
+}
 void Backend::reduce(ReduceOp, const Tensor&, const Tensor&, const std::vector<int64_t>&) {
   not_implemented("reduce");
 }
 void Backend::arg_reduce(ArgReduceOp, const Tensor&, const Tensor&, const Tensor&, int64_t) {
   not_implemented("arg_reduce");
 }
-void Backend::matmul(const Tensor&, const Tensor&, const Tensor&, double, double) { not_implemented("matmul"); }
+void Backend::matmul(const Tensor&, const Tensor&, const Tensor&, double, double) {
+  not_implemented("matmul");
+}
 void Backend::softmax(const Tensor&, const Tensor&, bool) { not_implemented("softmax"); }
 void Backend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
   not_implemented("softmax_backward");
@@ -58,11 +71,13 @@ void Backend::layer_norm(const Tensor&, const Tensor&, const Tensor&, const Tens
                          const Tensor&, double) {
   not_implemented("layer_norm");
 }
-void Backend::layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
-                                  const Tensor&, const Tensor&, const Tensor&) {
+void Backend::layer_norm_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&) {
   not_implemented("layer_norm_backward");
 }
-void Backend::embedding(const Tensor&, const Tensor&, const Tensor&) { not_implemented("embedding"); }
+void Backend::embedding(const Tensor&, const Tensor&, const Tensor&) {
+  not_implemented("embedding");
+}
 void Backend::embedding_backward(const Tensor&, const Tensor&, const Tensor&) {
   not_implemented("embedding_backward");
 }

@@ -1,7 +1,8 @@
 #pragma once
-// The interface every backend implements: memory, copies and kernels. Kernels trust their inputs: the
-// ops front-end has already checked shapes, dtypes and devices, allocated the outputs and broadcast the
-// operands. A kernel a backend lacks throws NotImplementedError naming op and backend.
+// The interface every backend implements: memory, copies and kernels. Kernels trust their inputs:
+// the ops front-end has already checked shapes, dtypes and devices, allocated the outputs and
+// broadcast the operands. A kernel a backend lacks throws NotImplementedError naming op and
+// backend.
 //
 // Conventions for every kernel below:
 // - all tensors are on this backend's device; outputs are contiguous unless said otherwise, and an
@@ -19,21 +20,42 @@
 namespace st::backend {
 
 enum class UnaryOp : uint8_t {
-  Neg, Exp, Log, Sqrt, Rsqrt, Abs, Tanh, Sigmoid, Relu, GeluErf, GeluTanh,
-  Clamp,     // min(max(x, alpha), beta); the front-end passes +-inf for an absent bound
-  PowScalar, // x ** alpha
-  Affine,    // x * alpha + beta
+  Neg,
+  Exp,
+  Log,
+  Sqrt,
+  Rsqrt,
+  Abs,
+  Tanh,
+  Sigmoid,
+  Relu,
+  GeluErf,
+  GeluTanh,
+  Clamp,      // min(max(x, alpha), beta); the front-end passes +-inf for an absent bound
+  PowScalar,  // x ** alpha
+  Affine,     // x * alpha + beta
 };
 
 enum class BinaryOp : uint8_t {
-  Add, Sub, Mul, Div, Pow, Maximum, Minimum,
-  Eq, Ne, Lt, Le, Gt, Ge,  // output dtype bool; operands share one dtype
+  Add,
+  Sub,
+  Mul,
+  Div,
+  Pow,
+  Maximum,
+  Minimum,
+  Eq,
+  Ne,
+  Lt,
+  Le,
+  Gt,
+  Ge,  // output dtype bool; operands share one dtype
   // Fused derivatives, a = incoming gradient, b = the forward input x (or output y where named):
-  TanhBackward,     // a * (1 - y^2), b = y
-  SigmoidBackward,  // a * y * (1 - y), b = y
-  ReluBackward,     // a * (x > 0)
-  GeluErfBackward,  // a * d/dx gelu_erf(x)
-  GeluTanhBackward, // a * d/dx gelu_tanh(x)
+  TanhBackward,      // a * (1 - y^2), b = y
+  SigmoidBackward,   // a * y * (1 - y), b = y
+  ReluBackward,      // a * (x > 0)
+  GeluErfBackward,   // a * d/dx gelu_erf(x)
+  GeluTanhBackward,  // a * d/dx gelu_tanh(x)
 };
 
 enum class ReduceOp : uint8_t { Sum, Mean, Max, Min };
@@ -61,15 +83,15 @@ class Backend {
   // dst[i] = start + i * step, dst contiguous 1-D.
   virtual void arange(const Tensor& dst, double start, double step);
   // Philox4x32-10 streams (philox.h): element i of dst (contiguous) uses counter offset + i / 4 and
-  // output lane i % 4 under key `seed`, so every backend draws the same numbers for the same seed and
-  // offset. A lane x becomes u = philox_unit(x, b) = (x >> (32 - b)) * 2^-b, b being the dtype's
-  // significand bits (24 for f32 and f64, 11 for f16, 8 for bf16, so that u never rounds to 1);
-  // uniform gives low + (high - low) u.
-  // normal pairs lanes (0, 1) and (2, 3) of one counter by Box-Muller with b = 24:
-  // r = sqrt(-2 ln(1 - u_even)); the even lane takes r cos(2 pi u_odd), the odd lane r sin(2 pi u_odd);
-  // then mean + stddev * that.
+  // output lane i % 4 under key `seed`, so every backend draws the same numbers for the same seed
+  // and offset. A lane x becomes u = philox_unit(x, b) = (x >> (32 - b)) * 2^-b, b being the
+  // dtype's significand bits (24 for f32 and f64, 11 for f16, 8 for bf16, so that u never rounds to
+  // 1); uniform gives low + (high - low) u. normal pairs lanes (0, 1) and (2, 3) of one counter by
+  // Box-Muller with b = 24: r = sqrt(-2 ln(1 - u_even)); the even lane takes r cos(2 pi u_odd), the
+  // odd lane r sin(2 pi u_odd); then mean + stddev * that.
   virtual void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset);
-  virtual void normal(const Tensor& dst, double mean, double stddev, uint64_t seed, uint64_t offset);
+  virtual void normal(const Tensor& dst, double mean, double stddev, uint64_t seed,
+                      uint64_t offset);
 
   // out = op(in), same dtype; alpha and beta are op parameters (see UnaryOp).
   virtual void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta);
@@ -80,16 +102,18 @@ class Backend {
 
   // out has in's shape with size 1 in each of `dims` (sorted, unique, non-empty); its dtype may
   // differ from in's (sums of integers accumulate in int64). Float sums accumulate in f32 or wider.
-  virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& in, const std::vector<int64_t>& dims);
+  virtual void reduce(ReduceOp op, const Tensor& out, const Tensor& in,
+                      const std::vector<int64_t>& dims);
   // values (in's dtype) and indices (int64) have in's shape with size 1 at `dim`; the first extreme
   // index wins, and NaN counts as the extreme.
-  virtual void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
-                          int64_t dim);
+  virtual void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices,
+                          const Tensor& in, int64_t dim);
 
   // out[b] = alpha * a[b] @ b[b] + beta * out[b] for 3-D a [B, M, K], b [B, K, N], out [B, M, N]
-  // (out contiguous, may hold data when beta != 0). Each matrix of a and b has unit stride in one of
-  // its two dims (row- or column-major); batch strides are arbitrary, including 0.
-  virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta);
+  // (out contiguous, may hold data when beta != 0). Each matrix of a and b has unit stride in one
+  // of its two dims (row- or column-major); batch strides are arbitrary, including 0.
+  virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                      double beta);
 
   // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors.
   virtual void softmax(const Tensor& out, const Tensor& in, bool log);
@@ -98,8 +122,8 @@ class Backend {
                                 bool log);
   // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined; mean/rstd [rows] in
   // the statistics dtype: f64 for f64 input, f32 otherwise.
-  virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
-                          const Tensor& weight, const Tensor& bias, double eps);
+  virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
+                          const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
   // Same shapes as the forward; grad_out [rows, cols] contiguous. grad_weight/grad_bias undefined
   // when not wanted; otherwise written (not accumulated).
   virtual void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
@@ -112,8 +136,8 @@ class Backend {
   virtual void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
                                   const Tensor& indices);
   // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where
-  // target == ignore_index); lse [N] in the statistics dtype (as layer_norm's) saved for backward. A target outside [0, C) that is not
-  // ignore_index throws IndexError.
+  // target == ignore_index); lse [N] in the statistics dtype (as layer_norm's) saved for backward.
+  // A target outside [0, C) that is not ignore_index throws IndexError.
   virtual void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                              const Tensor& target, int64_t ignore_index);
   // grad_logits [N, C] = (softmax(row) - onehot(target)) * grad_loss[n]; 0 rows where ignored.

@@ -7,9 +7,12 @@ namespace st {
 
 size_t dtype_size(DType dtype) {
   switch (dtype) {
-    case DType::Float32: case DType::Int32: return 4;
-    case DType::Float64: case DType::Int64: return 8;
-    case DType::Float16: case DType::BFloat16: return 2;
+    case DType::Float32:
+    case DType::Int32: return 4;
+    case DType::Float64:
+    case DType::Int64: return 8;
+    case DType::Float16:
+    case DType::BFloat16: return 2;
     case DType::Bool: return 1;
   }
   throw Error("[dtype] unknown dtype");
@@ -43,7 +46,8 @@ DType promote_types(DType a, DType b) {
       case DType::Bool: return 0;
       case DType::Int32: return 1;
       case DType::Int64: return 2;
-      case DType::Float16: case DType::BFloat16: return 3;
+      case DType::Float16:
+      case DType::BFloat16: return 3;
       case DType::Float32: return 4;
       case DType::Float64: return 5;
     }

@@ -30,8 +30,8 @@ Shape contiguous_strides(const Shape& shape) {
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op) {
   // A 0-dim tensor accepts dims 0 and -1, as in PyTorch.
   const int64_t n = std::max<int64_t>(ndim, 1);
-  ST_CHECK(dim >= -n && dim < n, IndexError, "[", op, "] dim ", dim, " is out of range for a tensor with ",
-           ndim, " dims (expected ", -n, " to ", n - 1, ")");
+  ST_CHECK(dim >= -n && dim < n, IndexError, "[", op, "] dim ", dim,
+           " is out of range for a tensor with ", ndim, " dims (expected ", -n, " to ", n - 1, ")");
   return dim < 0 ? dim + n : dim;
 }
 
@@ -41,7 +41,9 @@ std::ostream& operator<<(std::ostream& out, const Shape& shape) {
 }
 
 int64_t Tensor::size(int64_t dim) const { return shape()[wrap_dim(dim, this->dim(), "size")]; }
-int64_t Tensor::stride(int64_t dim) const { return strides()[wrap_dim(dim, this->dim(), "stride")]; }
+int64_t Tensor::stride(int64_t dim) const {
+  return strides()[wrap_dim(dim, this->dim(), "stride")];
+}
 
 int64_t Tensor::numel() const {
   int64_t n = 1;
@@ -80,7 +82,8 @@ bool Tensor::requires_grad() const {
 }
 
 Tensor& Tensor::set_requires_grad(bool requires_grad) {
-  ST_CHECK(is_leaf(), Error, "[requires_grad_] can only change requires_grad of a leaf tensor; "
+  ST_CHECK(is_leaf(), Error,
+           "[requires_grad_] can only change requires_grad of a leaf tensor; "
            "use detach() to make a leaf from a computed one");
   ST_CHECK(!requires_grad || is_floating(dtype()), DTypeError,
            "[requires_grad_] only floating-point tensors can require gradients, got ", dtype());
@@ -95,10 +98,10 @@ Tensor Tensor::grad() const {
 
 void Tensor::set_grad(const Tensor& grad) const {
   if (grad.defined()) {
-    ST_CHECK(grad.shape() == shape(), ShapeError, "[grad] assigned gradient of shape ", grad.shape(),
-             " to a tensor of shape ", shape());
-    ST_CHECK(grad.dtype() == dtype(), DTypeError, "[grad] assigned gradient of dtype ", grad.dtype(),
-             " to a tensor of dtype ", dtype());
+    ST_CHECK(grad.shape() == shape(), ShapeError, "[grad] assigned gradient of shape ",
+             grad.shape(), " to a tensor of shape ", shape());
+    ST_CHECK(grad.dtype() == dtype(), DTypeError, "[grad] assigned gradient of dtype ",
+             grad.dtype(), " to a tensor of dtype ", dtype());
     ST_CHECK(grad.device() == device(), DeviceError, "[grad] assigned gradient on ", grad.device(),
              " to a tensor on ", device());
   }

@@ -47,8 +47,8 @@ Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, D
 
 // The dtype op computes in, from the promoted operand dtype: division is always floating point.
 DType compute_dtype(BinaryOp op, const char* name, DType promoted) {
-  ST_CHECK(promoted != DType::Bool || op == BinaryOp::Maximum || op == BinaryOp::Minimum || is_comparison(op) ||
-               op == BinaryOp::Mul || op == BinaryOp::Add,
+  ST_CHECK(promoted != DType::Bool || op == BinaryOp::Maximum || op == BinaryOp::Minimum ||
+               is_comparison(op) || op == BinaryOp::Mul || op == BinaryOp::Add,
            DTypeError, "[", name, "] is not defined for bool tensors");
   return op == BinaryOp::Div ? ops::float_type(promoted) : promoted;
 }
@@ -67,7 +67,8 @@ Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, do
   ops::check_defined(name, {&x});
   DType dtype = x.dtype();
   const bool keeps_integers = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu ||
-                              op == UnaryOp::Clamp || op == UnaryOp::Affine || op == UnaryOp::PowScalar;
+                              op == UnaryOp::Clamp || op == UnaryOp::Affine ||
+                              op == UnaryOp::PowScalar;
   if (!keeps_integers) dtype = ops::float_type(dtype);
   ST_CHECK(dtype != DType::Bool || op == UnaryOp::Clamp, DTypeError, "[", name,
            "] is not defined for bool tensors");
@@ -92,16 +93,16 @@ Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
   return binary(op, name, a, wrap(a, b, dtype), dtype);
 }
 
-
-// Writes `value` into `self` in place. Without autograd the kernel result is copied straight in; with
-// it, self's history is rebased onto the out-of-place result so backward sees the new value.
+// Writes `value` into `self` in place. Without autograd the kernel result is copied straight in;
+// with it, self's history is rebased onto the out-of-place result so backward sees the new value.
 Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
-  ST_CHECK(value.shape() == self.shape(), ShapeError, "[", op, "] the result has shape ", value.shape(),
-           " but the tensor written in place has shape ", self.shape(), "; in-place ops cannot broadcast self");
-  ST_CHECK(promote_types(value.dtype(), self.dtype()) == self.dtype() || is_floating(self.dtype()) ||
-               value.dtype() == self.dtype(),
-           DTypeError, "[", op, "] the result of dtype ", value.dtype(), " cannot be written in place into a ",
-           self.dtype(), " tensor");
+  ST_CHECK(value.shape() == self.shape(), ShapeError, "[", op, "] the result has shape ",
+           value.shape(), " but the tensor written in place has shape ", self.shape(),
+           "; in-place ops cannot broadcast self");
+  ST_CHECK(promote_types(value.dtype(), self.dtype()) == self.dtype() ||
+               is_floating(self.dtype()) || value.dtype() == self.dtype(),
+           DTypeError, "[", op, "] the result of dtype ", value.dtype(),
+           " cannot be written in place into a ", self.dtype(), " tensor");
   if (is_grad_enabled() && (self.requires_grad() || value.requires_grad())) {
     ST_CHECK(!self.is_leaf() || !self.requires_grad(), Error, "[", op,
              "] a leaf tensor that requires grad cannot be changed in place; wrap the update in "
@@ -116,7 +117,8 @@ Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
     ops::copy_into(self, value.detach());
   }
   if (is_grad_enabled() && value.requires_grad()) {
-    // The value was computed from self's old data (saved where needed), so self now continues its graph.
+    // The value was computed from self's old data (saved where needed), so self now continues its
+    // graph.
     AutogradMeta& meta = self.autograd_meta();
     const AutogradMeta& from = value.autograd_meta();
     meta.grad_fn = from.grad_fn;
@@ -130,14 +132,14 @@ Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
   return self;
 }
 
-// The value an in-place op computes: from self's current data, detached from its storage so that the
-// in-place write does not trip the version check of the node that reads it.
+// The value an in-place op computes: from self's current data, detached from its storage so that
+// the in-place write does not trip the version check of the node that reads it.
 Tensor in_place_source(const Tensor& self) {
   return self.requires_grad() && is_grad_enabled() ? self.clone() : self;
 }
 
-// self = op(self, other) written straight into self by one kernel, when no graph is recorded and self
-// can hold the result as it is; otherwise computed out of place and assigned.
+// self = op(self, other) written straight into self by one kernel, when no graph is recorded and
+// self can hold the result as it is; otherwise computed out of place and assigned.
 Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tensor& other) {
   ops::check_defined(name, {&self, &other});
   const bool records = is_grad_enabled() && (self.requires_grad() || other.requires_grad());
@@ -145,7 +147,8 @@ Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tenso
   // An `other` that overlaps self in another layout would be read after being overwritten.
   const bool aliases = other.storage() == self.storage() &&
                        (other.strides() != self.strides() || other.offset() != self.offset());
-  if (!records && !aliases && dtype == self.dtype() && self.is_contiguous() && other.device() == self.device() &&
+  if (!records && !aliases && dtype == self.dtype() && self.is_contiguous() &&
+      other.device() == self.device() &&
       broadcast_shapes(self.shape(), other.shape(), name) == self.shape()) {
     if (self.numel() > 0)
       backend_of(self).binary(op, self, self, ops::broadcast_view(other.to(dtype), self.shape()));
@@ -157,27 +160,38 @@ Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tenso
 
 Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Scalar& other) {
   ops::check_defined(name, {&self});
-  return binary_in_place(op, name, self, wrap(self, other, compute_dtype(op, name, ops::result_type(self, other))));
+  return binary_in_place(op, name, self,
+                         wrap(self, other, compute_dtype(op, name, ops::result_type(self, other))));
 }
 
 // a op alpha * b. The product is kept in f32 for 16-bit floats so that the sum is rounded once.
-Tensor add_scaled(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, const Scalar& alpha) {
+Tensor add_scaled(BinaryOp op, const char* name, const Tensor& a, const Tensor& b,
+                  const Scalar& alpha) {
   if (alpha.kind() != Scalar::Kind::Float && alpha.to_int() == 1) return binary(op, name, a, b);
   ops::check_defined(name, {&a, &b});
   const DType dtype = ops::result_type(a, b);
-  if (dtype != DType::Float16 && dtype != DType::BFloat16) return binary(op, name, a, mul(b, alpha));
+  if (dtype != DType::Float16 && dtype != DType::BFloat16)
+    return binary(op, name, a, mul(b, alpha));
   return binary(op, name, a.to(DType::Float32), mul(b.to(DType::Float32), alpha)).to(dtype);
 }
 
 }  // namespace
 
-Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) { return add_scaled(BinaryOp::Add, "add", a, b, alpha); }
-Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) { return add_scaled(BinaryOp::Sub, "sub", a, b, alpha); }
+Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha) {
+  return add_scaled(BinaryOp::Add, "add", a, b, alpha);
+}
+Tensor sub(const Tensor& a, const Tensor& b, const Scalar& alpha) {
+  return add_scaled(BinaryOp::Sub, "sub", a, b, alpha);
+}
 Tensor mul(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Mul, "mul", a, b); }
 Tensor div(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Div, "div", a, b); }
 Tensor pow(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Pow, "pow", a, b); }
-Tensor maximum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Maximum, "maximum", a, b); }
-Tensor minimum(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Minimum, "minimum", a, b); }
+Tensor maximum(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Maximum, "maximum", a, b);
+}
+Tensor minimum(const Tensor& a, const Tensor& b) {
+  return binary(BinaryOp::Minimum, "minimum", a, b);
+}
 
 Tensor add(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Add, "add", a, b); }
 Tensor sub(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Sub, "sub", a, b); }
@@ -201,7 +215,8 @@ Tensor tanh(const Tensor& x) { return unary(UnaryOp::Tanh, "tanh", x); }
 Tensor sigmoid(const Tensor& x) { return unary(UnaryOp::Sigmoid, "sigmoid", x); }
 Tensor relu(const Tensor& x) { return unary(UnaryOp::Relu, "relu", x); }
 Tensor gelu(const Tensor& x, GeluApproximate approximate) {
-  return unary(approximate == GeluApproximate::Tanh ? UnaryOp::GeluTanh : UnaryOp::GeluErf, "gelu", x);
+  return unary(approximate == GeluApproximate::Tanh ? UnaryOp::GeluTanh : UnaryOp::GeluErf, "gelu",
+               x);
 }
 
 Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
@@ -211,7 +226,8 @@ Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> m
   if (min) dtype = promote_types(dtype, ops::result_type(x, *min));
   if (max) dtype = promote_types(dtype, ops::result_type(x, *max));
   constexpr double inf = std::numeric_limits<double>::infinity();
-  return unary(UnaryOp::Clamp, "clamp", x.to(dtype), min ? min->to_double() : -inf, max ? max->to_double() : inf);
+  return unary(UnaryOp::Clamp, "clamp", x.to(dtype), min ? min->to_double() : -inf,
+               max ? max->to_double() : inf);
 }
 
 Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, "eq", a, b); }
@@ -230,8 +246,10 @@ Tensor ge(const Tensor& a, const Scalar& b) { return binary(BinaryOp::Ge, "ge", 
 Tensor where(const Tensor& cond, const Tensor& a, const Tensor& b) {
   ops::check_defined("where", {&cond, &a, &b});
   ops::check_same_device("where", {&cond, &a, &b});
-  ST_CHECK(cond.dtype() == DType::Bool, DTypeError, "[where] expected a bool condition, got ", cond.dtype());
-  const Shape shape = broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
+  ST_CHECK(cond.dtype() == DType::Bool, DTypeError, "[where] expected a bool condition, got ",
+           cond.dtype());
+  const Shape shape =
+      broadcast_shapes(broadcast_shapes(cond.shape(), a.shape(), "where"), b.shape(), "where");
   const DType dtype = ops::result_type(a, b);
   const Tensor ac = a.to(dtype), bc = b.to(dtype);
   Tensor out = ops::new_tensor(shape, dtype, a.device());
@@ -248,16 +266,32 @@ Tensor& Tensor::add_(const Tensor& other, const Scalar& alpha) {
     return binary_in_place(BinaryOp::Add, "add_", *this, unit ? other : mul(other, alpha));
   return assign_in_place("add_", *this, add(in_place_source(*this), other, alpha));
 }
-Tensor& Tensor::add_(const Scalar& other) { return binary_in_place(BinaryOp::Add, "add_", *this, other); }
-Tensor& Tensor::sub_(const Tensor& other) { return binary_in_place(BinaryOp::Sub, "sub_", *this, other); }
-Tensor& Tensor::sub_(const Scalar& other) { return binary_in_place(BinaryOp::Sub, "sub_", *this, other); }
-Tensor& Tensor::mul_(const Tensor& other) { return binary_in_place(BinaryOp::Mul, "mul_", *this, other); }
-Tensor& Tensor::mul_(const Scalar& other) { return binary_in_place(BinaryOp::Mul, "mul_", *this, other); }
-Tensor& Tensor::div_(const Tensor& other) { return binary_in_place(BinaryOp::Div, "div_", *this, other); }
-Tensor& Tensor::div_(const Scalar& other) { return binary_in_place(BinaryOp::Div, "div_", *this, other); }
+Tensor& Tensor::add_(const Scalar& other) {
+  return binary_in_place(BinaryOp::Add, "add_", *this, other);
+}
+Tensor& Tensor::sub_(const Tensor& other) {
+  return binary_in_place(BinaryOp::Sub, "sub_", *this, other);
+}
+Tensor& Tensor::sub_(const Scalar& other) {
+  return binary_in_place(BinaryOp::Sub, "sub_", *this, other);
+}
+Tensor& Tensor::mul_(const Tensor& other) {
+  return binary_in_place(BinaryOp::Mul, "mul_", *this, other);
+}
+Tensor& Tensor::mul_(const Scalar& other) {
+  return binary_in_place(BinaryOp::Mul, "mul_", *this, other);
+}
+Tensor& Tensor::div_(const Tensor& other) {
+  return binary_in_place(BinaryOp::Div, "div_", *this, other);
+}
+Tensor& Tensor::div_(const Scalar& other) {
+  return binary_in_place(BinaryOp::Div, "div_", *this, other);
+}
 Tensor& Tensor::neg_() { return assign_in_place("neg_", *this, st::neg(in_place_source(*this))); }
 Tensor& Tensor::exp_() { return assign_in_place("exp_", *this, st::exp(in_place_source(*this))); }
-Tensor& Tensor::relu_() { return assign_in_place("relu_", *this, st::relu(in_place_source(*this))); }
+Tensor& Tensor::relu_() {
+  return assign_in_place("relu_", *this, st::relu(in_place_source(*this)));
+}
 Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
   return assign_in_place("clamp_", *this, clamp(in_place_source(*this), min, max));
 }

@@ -30,7 +30,8 @@ Tensor empty(const Shape& shape, const TensorOptions& options) {
 }
 
 namespace {
-Tensor filled(const char* op, const Shape& shape, const Scalar& value, const TensorOptions& options) {
+Tensor filled(const char* op, const Shape& shape, const Scalar& value,
+              const TensorOptions& options) {
   check_requires_grad_dtype(op, options);
   Tensor t = new_tensor(shape, options.dtype, options.device, op);
   if (t.numel() > 0) backend_of(t).fill(t, value);
@@ -41,27 +42,40 @@ Tensor filled(const char* op, const Shape& shape, const Scalar& value, const Ten
 Tensor full(const Shape& shape, const Scalar& value, const TensorOptions& options) {
   return filled("full", shape, value, options);
 }
-Tensor zeros(const Shape& shape, const TensorOptions& options) { return filled("zeros", shape, 0, options); }
-Tensor ones(const Shape& shape, const TensorOptions& options) { return filled("ones", shape, 1, options); }
+Tensor zeros(const Shape& shape, const TensorOptions& options) {
+  return filled("zeros", shape, 0, options);
+}
+Tensor ones(const Shape& shape, const TensorOptions& options) {
+  return filled("ones", shape, 1, options);
+}
 Tensor empty_like(const Tensor& t) { return empty(t.shape(), {t.dtype(), t.device()}); }
 Tensor zeros_like(const Tensor& t) { return zeros(t.shape(), {t.dtype(), t.device()}); }
 Tensor ones_like(const Tensor& t) { return ones(t.shape(), {t.dtype(), t.device()}); }
-Tensor full_like(const Tensor& t, const Scalar& value) { return full(t.shape(), value, {t.dtype(), t.device()}); }
-Tensor scalar_tensor(const Scalar& value, const TensorOptions& options) { return full({}, value, options); }
+Tensor full_like(const Tensor& t, const Scalar& value) {
+  return full(t.shape(), value, {t.dtype(), t.device()});
+}
+Tensor scalar_tensor(const Scalar& value, const TensorOptions& options) {
+  return full({}, value, options);
+}
 
-Tensor arange(const Scalar& end, std::optional<TensorOptions> options) { return arange(0, end, 1, options); }
+Tensor arange(const Scalar& end, std::optional<TensorOptions> options) {
+  return arange(0, end, 1, options);
+}
 
-Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step, std::optional<TensorOptions> options) {
+Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step,
+              std::optional<TensorOptions> options) {
   const double s = start.to_double(), e = end.to_double(), d = step.to_double();
-  ST_CHECK(std::isfinite(s) && std::isfinite(e) && std::isfinite(d), ValueError, "[arange] bounds and step must be finite, got start ",
-           start, ", end ", end, ", step ", step);
+  ST_CHECK(std::isfinite(s) && std::isfinite(e) && std::isfinite(d), ValueError,
+           "[arange] bounds and step must be finite, got start ", start, ", end ", end, ", step ",
+           step);
   ST_CHECK(d != 0, ValueError, "[arange] step must be nonzero");
   ST_CHECK((d > 0 && e >= s) || (d < 0 && e <= s), ValueError, "[arange] step ", step,
            " has the wrong sign for start ", start, " and end ", end);
   const double count = std::ceil((e - s) / d);
   ST_CHECK(count < 9.0e18, ShapeError, "[arange] ", count, " elements is too many");
-  TensorOptions opts = options.value_or(TensorOptions{
-      start.is_floating() || end.is_floating() || step.is_floating() ? kDefaultFloat : DType::Int64});
+  TensorOptions opts = options.value_or(
+      TensorOptions{start.is_floating() || end.is_floating() || step.is_floating() ? kDefaultFloat
+                                                                                   : DType::Int64});
   Tensor t = new_tensor({static_cast<int64_t>(count)}, opts.dtype, opts.device, "arange");
   if (t.numel() > 0) backend_of(t).arange(t, s, d);
   return finish(t, opts);
@@ -86,13 +100,15 @@ std::pair<uint64_t, uint64_t> reserve_counters(DeviceType type, int64_t n) {
 }
 
 Tensor random(const char* op, const Shape& shape, const TensorOptions& options, bool normal) {
-  ST_CHECK(is_floating(options.dtype), DTypeError, "[", op, "] expected a floating-point dtype, got ",
-           options.dtype);
+  ST_CHECK(is_floating(options.dtype), DTypeError, "[", op,
+           "] expected a floating-point dtype, got ", options.dtype);
   Tensor t = new_tensor(shape, options.dtype, options.device, op);
   if (t.numel() == 0) return finish(t, options);
   auto [seed, offset] = reserve_counters(options.device.type, t.numel());
-  if (normal) backend_of(t).normal(t, 0.0, 1.0, seed, offset);
-  else backend_of(t).uniform(t, 0.0, 1.0, seed, offset);
+  if (normal)
+    backend_of(t).normal(t, 0.0, 1.0, seed, offset);
+  else
+    backend_of(t).uniform(t, 0.0, 1.0, seed, offset);
   return finish(t, options);
 }
 }  // namespace
@@ -102,8 +118,12 @@ void manual_seed(uint64_t seed) {
   for (Generator& g : generators) g = {seed, 0};
 }
 
-Tensor rand(const Shape& shape, const TensorOptions& options) { return random("rand", shape, options, false); }
-Tensor randn(const Shape& shape, const TensorOptions& options) { return random("randn", shape, options, true); }
+Tensor rand(const Shape& shape, const TensorOptions& options) {
+  return random("rand", shape, options, false);
+}
+Tensor randn(const Shape& shape, const TensorOptions& options) {
+  return random("randn", shape, options, true);
+}
 Tensor rand_like(const Tensor& t) { return rand(t.shape(), {t.dtype(), t.device()}); }
 Tensor randn_like(const Tensor& t) { return randn(t.shape(), {t.dtype(), t.device()}); }
 
@@ -135,8 +155,10 @@ static Tensor copy_to(const Tensor& x, Device device, DType dtype, const char* o
     Tensor source = x.contiguous().detach();
     Tensor staging = new_tensor(x.shape(), x.dtype(), kCPU);
     if (x.numel() > 0) {
-      if (source.device().is_cpu()) staging = source;
-      else backend_of(source).copy_to_host(staging.data_ptr(), source);
+      if (source.device().is_cpu())
+        staging = source;
+      else
+        backend_of(source).copy_to_host(staging.data_ptr(), source);
     }
     Tensor moved = new_tensor(x.shape(), x.dtype(), device);
     if (x.numel() > 0) backend_of(moved).copy_from_host(moved, staging.data_ptr());
@@ -149,9 +171,10 @@ static Tensor copy_to(const Tensor& x, Device device, DType dtype, const char* o
   if (autograd::needs_grad({x})) {
     const Device from = x.device();
     const DType from_dtype = x.dtype();
-    autograd::record(op, {x}, {out}, [from, from_dtype](const autograd::Grads& g, const std::vector<bool>&) {
-      return autograd::Grads{g[0].to(from, from_dtype)};
-    });
+    autograd::record(op, {x}, {out},
+                     [from, from_dtype](const autograd::Grads& g, const std::vector<bool>&) {
+                       return autograd::Grads{g[0].to(from, from_dtype)};
+                     });
   }
   return out;
 }
@@ -160,7 +183,9 @@ Tensor Tensor::to(DType dtype) const { return to(device(), dtype); }
 Tensor Tensor::to(Device device) const { return to(device, dtype()); }
 Tensor Tensor::to(Device device, DType dtype) const {
   if (device == this->device() && dtype == this->dtype()) return *this;
-  ST_CHECK(!requires_grad() || is_floating(dtype), DTypeError, "[to] a tensor that requires grad can only be converted to a floating-point dtype, not ", dtype);
+  ST_CHECK(!requires_grad() || is_floating(dtype), DTypeError,
+           "[to] a tensor that requires grad can only be converted to a floating-point dtype, not ",
+           dtype);
   return copy_to(*this, device, dtype, "ToBackward");
 }
 

@@ -21,8 +21,9 @@ Tensor cat(const std::vector<Tensor>& tensors, int64_t dim) {
     ST_CHECK(t.dim() == first.dim(), ShapeError, "[cat] tensor ", i, " has shape ", t.shape(),
              " but tensor 0 has shape ", first.shape(), "; expected the same number of dims");
     for (int64_t d = 0; d < t.dim(); ++d)
-      ST_CHECK(d == dim || t.shape()[d] == first.shape()[d], ShapeError, "[cat] tensor ", i, " has shape ",
-               t.shape(), " but tensor 0 has shape ", first.shape(), "; sizes must match except in dim ", dim);
+      ST_CHECK(d == dim || t.shape()[d] == first.shape()[d], ShapeError, "[cat] tensor ", i,
+               " has shape ", t.shape(), " but tensor 0 has shape ", first.shape(),
+               "; sizes must match except in dim ", dim);
     shape[dim] += t.shape()[dim];
     dtype = promote_types(dtype, t.dtype());
   }
@@ -52,8 +53,9 @@ Tensor stack(const std::vector<Tensor>& tensors, int64_t dim) {
   std::vector<Tensor> expanded;
   for (size_t i = 0; i < tensors.size(); ++i) {
     ops::check_defined("stack", {&tensors[i]});
-    ST_CHECK(tensors[i].shape() == tensors[0].shape(), ShapeError, "[stack] expected tensors of one shape, got ",
-             tensors[0].shape(), " and ", tensors[i].shape(), " (tensor ", i, ")");
+    ST_CHECK(tensors[i].shape() == tensors[0].shape(), ShapeError,
+             "[stack] expected tensors of one shape, got ", tensors[0].shape(), " and ",
+             tensors[i].shape(), " (tensor ", i, ")");
     expanded.push_back(tensors[i].unsqueeze(dim));
   }
   return cat(expanded, dim);
@@ -88,7 +90,8 @@ std::vector<Tensor> split(const Tensor& x, int64_t split_size, int64_t dim) {
   ST_CHECK(x.dim() > 0, ShapeError, "[split] cannot split a 0-dim tensor");
   const int64_t size = x.shape()[wrap_dim(dim, x.dim(), "split")];
   Shape sizes;
-  for (int64_t at = 0; at < size; at += split_size) sizes.push_back(std::min(split_size, size - at));
+  for (int64_t at = 0; at < size; at += split_size)
+    sizes.push_back(std::min(split_size, size - at));
   if (sizes.empty()) sizes.push_back(0);
   return split(x, sizes, dim);
 }

@@ -19,8 +19,10 @@ Tensor as_batched_matrices(const Tensor& x, int64_t batch) {
   int64_t expected = -1;
   for (int64_t d = n - 3; d >= 0; --d) {
     if (x.shape()[d] == 1) continue;
-    if (expected < 0) batch_stride = x.strides()[d];
-    else if (x.strides()[d] != expected) batch_stride.reset();
+    if (expected < 0)
+      batch_stride = x.strides()[d];
+    else if (x.strides()[d] != expected)
+      batch_stride.reset();
     if (!batch_stride) break;
     expected = x.strides()[d] * x.shape()[d];
   }
@@ -34,8 +36,8 @@ Tensor as_batched_matrices(const Tensor& x, int64_t batch) {
 Tensor batched_matmul(const Tensor& a, const Tensor& b) {
   const int64_t M = a.shape()[a.dim() - 2], K = a.shape()[a.dim() - 1];
   const int64_t K2 = b.shape()[b.dim() - 2], N = b.shape()[b.dim() - 1];
-  ST_CHECK(K == K2, ShapeError, "[matmul] shapes ", a.shape(), " and ", b.shape(), " cannot be multiplied: ",
-           "the inner dims differ (", K, " and ", K2, ")");
+  ST_CHECK(K == K2, ShapeError, "[matmul] shapes ", a.shape(), " and ", b.shape(),
+           " cannot be multiplied: ", "the inner dims differ (", K, " and ", K2, ")");
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
   Shape batch_shape = broadcast_shapes(a_batch, b_batch, "matmul");
@@ -63,14 +65,15 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 Tensor matmul(const Tensor& a, const Tensor& b) {
   ops::check_defined("matmul", {&a, &b});
   ops::check_same_device("matmul", {&a, &b});
-  ST_CHECK(a.dim() > 0 && b.dim() > 0, ShapeError, "[matmul] both operands need at least 1 dim, got shapes ",
-           a.shape(), " and ", b.shape());
-  ST_CHECK(a.dtype() == b.dtype(), DTypeError, "[matmul] expected operands of one dtype, got ", a.dtype(),
-           " and ", b.dtype());
+  ST_CHECK(a.dim() > 0 && b.dim() > 0, ShapeError,
+           "[matmul] both operands need at least 1 dim, got shapes ", a.shape(), " and ",
+           b.shape());
+  ST_CHECK(a.dtype() == b.dtype(), DTypeError, "[matmul] expected operands of one dtype, got ",
+           a.dtype(), " and ", b.dtype());
   ST_CHECK(a.dtype() != DType::Bool, DTypeError, "[matmul] is not defined for bool tensors");
   if (a.dim() == 1 && b.dim() == 1) {
-    ST_CHECK(a.shape()[0] == b.shape()[0], ShapeError, "[matmul] 1-D operands of shapes ", a.shape(), " and ",
-             b.shape(), " differ in length");
+    ST_CHECK(a.shape()[0] == b.shape()[0], ShapeError, "[matmul] 1-D operands of shapes ",
+             a.shape(), " and ", b.shape(), " differ in length");
     return batched_matmul(a.unsqueeze(0), b.unsqueeze(1)).reshape({});
   }
   if (a.dim() == 1) return batched_matmul(a.unsqueeze(0), b).squeeze(-2);

@@ -25,22 +25,24 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
 
-Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight, const Tensor& bias,
-                  double eps) {
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
   ops::check_defined("layer_norm", {&x});
   ops::check_same_device("layer_norm", {&x, &weight, &bias});
   ops::check_floating("layer_norm", x);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
-  ST_CHECK(k >= 1 && k <= x.dim() &&
-               Shape(x.shape().end() - k, x.shape().end()) == normalized_shape,
-           ShapeError, "[layer_norm] normalized_shape ", normalized_shape,
-           " must match the trailing dims of the input of shape ", x.shape());
+  ST_CHECK(
+      k >= 1 && k <= x.dim() && Shape(x.shape().end() - k, x.shape().end()) == normalized_shape,
+      ShapeError, "[layer_norm] normalized_shape ", normalized_shape,
+      " must match the trailing dims of the input of shape ", x.shape());
   for (const Tensor* param : {&weight, &bias}) {
     if (!param->defined()) continue;
-    ST_CHECK(param->shape() == normalized_shape, ShapeError, "[layer_norm] weight and bias must have shape ",
-             normalized_shape, ", got ", param->shape());
-    ST_CHECK(param->dtype() == x.dtype(), DTypeError, "[layer_norm] weight and bias must have the input's dtype ",
-             x.dtype(), ", got ", param->dtype());
+    ST_CHECK(param->shape() == normalized_shape, ShapeError,
+             "[layer_norm] weight and bias must have shape ", normalized_shape, ", got ",
+             param->shape());
+    ST_CHECK(param->dtype() == x.dtype(), DTypeError,
+             "[layer_norm] weight and bias must have the input's dtype ", x.dtype(), ", got ",
+             param->dtype());
   }
   ST_CHECK(eps >= 0, ValueError, "[layer_norm] eps must be non-negative, got ", eps);
   const int64_t cols = shape_numel(normalized_shape);
@@ -54,7 +56,9 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   if (out.numel() > 0) {
     const Tensor x2 = ops::raw_view(input, {rows, cols}, {cols, 1}, input.offset());
     const Tensor out2 = ops::raw_view(out, {rows, cols}, {cols, 1}, 0);
-    const auto flat = [cols](const Tensor& t) { return t.defined() ? ops::raw_view(t, {cols}, {1}, t.offset()) : t; };
+    const auto flat = [cols](const Tensor& t) {
+      return t.defined() ? ops::raw_view(t, {cols}, {1}, t.offset()) : t;
+    };
     ops::backend_of(x).layer_norm(out2, mean, rstd, x2, flat(w), flat(b), eps);
   }
   autograd::record_layer_norm(input, w, b, out, mean, rstd);
@@ -64,8 +68,8 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {
   ops::check_defined("embedding", {&weight, &indices});
   ops::check_same_device("embedding", {&weight, &indices});
-  ST_CHECK(weight.dim() == 2, ShapeError, "[embedding] expected a 2-D weight [num_embeddings, dim], got shape ",
-           weight.shape());
+  ST_CHECK(weight.dim() == 2, ShapeError,
+           "[embedding] expected a 2-D weight [num_embeddings, dim], got shape ", weight.shape());
   ST_CHECK(indices.dtype() == DType::Int64 || indices.dtype() == DType::Int32, DTypeError,
            "[embedding] expected int64 or int32 indices, got ", indices.dtype());
   const Tensor flat = indices.contiguous().detach().reshape({indices.numel()});
@@ -74,7 +78,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   out_shape.push_back(weight.shape()[1]);
   Tensor out = ops::new_tensor(out_shape, weight.dtype(), weight.device());
   if (out.numel() > 0) {
-    const Tensor out2 = ops::raw_view(out, {flat.numel(), weight.shape()[1]}, {weight.shape()[1], 1}, 0);
+    const Tensor out2 =
+        ops::raw_view(out, {flat.numel(), weight.shape()[1]}, {weight.shape()[1], 1}, 0);
     ops::backend_of(out).embedding(out2, table, flat);
   } else if (flat.numel() > 0 && weight.shape()[0] == 0) {
     throw IndexError("[embedding] cannot index into a table of 0 rows");
@@ -83,7 +88,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
   return out;
 }
 
-Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index, Reduction reduction) {
+Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
+                     Reduction reduction) {
   ops::check_defined("cross_entropy", {&logits, &target});
   ops::check_same_device("cross_entropy", {&logits, &target});
   ops::check_floating("cross_entropy", logits, "logits tensor");
@@ -92,7 +98,9 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   const bool single = logits.dim() == 1;
   ST_CHECK((logits.dim() == 2 && target.dim() == 1 && target.shape()[0] == logits.shape()[0]) ||
                (single && target.dim() == 0),
-           ShapeError, "[cross_entropy] expected logits [N, C] with target [N], or logits [C] with a 0-dim target; got ",
+           ShapeError,
+           "[cross_entropy] expected logits [N, C] with target [N], or logits [C] with a 0-dim "
+           "target; got ",
            logits.shape(), " and ", target.shape());
   const Tensor logits2 = (single ? logits.unsqueeze(0) : logits).contiguous();
   const Tensor target1 = target.detach().reshape({-1}).contiguous();
@@ -100,7 +108,8 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   Tensor loss = ops::new_tensor({n}, logits.dtype(), logits.device());
   Tensor lse = ops::new_tensor({n}, ops::statistics_type(logits.dtype()), logits.device());
   if (n > 0) {
-    ST_CHECK(logits2.shape()[1] > 0, ShapeError, "[cross_entropy] logits of shape ", logits.shape(), " have no classes");
+    ST_CHECK(logits2.shape()[1] > 0, ShapeError, "[cross_entropy] logits of shape ", logits.shape(),
+             " have no classes");
     ops::backend_of(logits).cross_entropy(loss, lse, logits2, target1, ignore_index);
   }
   autograd::record_cross_entropy(logits2, target1, loss, lse, ignore_index);

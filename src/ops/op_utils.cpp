@@ -10,18 +10,18 @@ Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op
   int64_t numel = 1;
   for (int64_t s : shape) {
     ST_CHECK(s >= 0, ShapeError, "[", op, "] negative size in shape ", shape);
-    ST_CHECK(s == 0 || numel <= INT64_MAX / s, ShapeError, "[", op, "] the number of elements of shape ", shape,
-             " overflows int64");
+    ST_CHECK(s == 0 || numel <= INT64_MAX / s, ShapeError, "[", op,
+             "] the number of elements of shape ", shape, " overflows int64");
     numel *= s;
   }
   const size_t itemsize = dtype_size(dtype);
-  ST_CHECK(numel <= static_cast<int64_t>(SIZE_MAX / 2 / itemsize), ShapeError, "[", op, "] a tensor of shape ",
-           shape, " and dtype ", dtype, " is too large to allocate");
+  ST_CHECK(numel <= static_cast<int64_t>(SIZE_MAX / 2 / itemsize), ShapeError, "[", op,
+           "] a tensor of shape ", shape, " and dtype ", dtype, " is too large to allocate");
   const size_t nbytes = static_cast<size_t>(numel) * itemsize;
   backend::Backend& be = backend::backend_for(device);
-  ST_CHECK(device.index >= 0 && device.index < be.device_count(), DeviceError, "[", op, "] device ", device,
-           " does not exist; this machine has ", be.device_count(), " ", device_type_name(device.type),
-           " device(s)");
+  ST_CHECK(device.index >= 0 && device.index < be.device_count(), DeviceError, "[", op, "] device ",
+           device, " does not exist; this machine has ", be.device_count(), " ",
+           device_type_name(device.type), " device(s)");
   void* data = be.allocate(nbytes, device.index);
   auto impl = std::make_shared<TensorImpl>();
   // Captures 16 bytes, which std::function keeps inline: no second heap allocation per tensor.
@@ -69,8 +69,8 @@ void check_same_device(const char* op, std::initializer_list<const Tensor*> tens
 }
 
 void check_floating(const char* op, const Tensor& t, const char* what) {
-  ST_CHECK(is_floating(t.dtype()), DTypeError, "[", op, "] expected a floating-point ", what, ", got ",
-           t.dtype());
+  ST_CHECK(is_floating(t.dtype()), DTypeError, "[", op, "] expected a floating-point ", what,
+           ", got ", t.dtype());
 }
 
 namespace {
@@ -82,7 +82,8 @@ DType result_type(const Tensor& a, const Tensor& b) {
   if (a0 == b0) return promote_types(a.dtype(), b.dtype());
   const Tensor& dimensioned = a0 ? b : a;
   const Tensor& zero_dim = a0 ? a : b;
-  return category(zero_dim.dtype()) > category(dimensioned.dtype()) ? zero_dim.dtype() : dimensioned.dtype();
+  return category(zero_dim.dtype()) > category(dimensioned.dtype()) ? zero_dim.dtype()
+                                                                    : dimensioned.dtype();
 }
 
 DType result_type(const Tensor& a, const Scalar& b) {
@@ -134,10 +135,13 @@ Tensor as_rows(const Tensor& x, int64_t dim) {
 
 Tensor from_rows(const Tensor& rows, const Tensor& like, int64_t dim) {
   NoGradGuard no_grad;
-  if (like.dim() == 0 || dim == like.dim() - 1) return raw_view(rows, like.shape(), contiguous_strides(like.shape()), rows.offset());
+  if (like.dim() == 0 || dim == like.dim() - 1)
+    return raw_view(rows, like.shape(), contiguous_strides(like.shape()), rows.offset());
   Shape moved = like.shape();
   std::swap(moved[dim], moved.back());
-  return raw_view(rows, moved, contiguous_strides(moved), rows.offset()).transpose(dim, -1).detach();
+  return raw_view(rows, moved, contiguous_strides(moved), rows.offset())
+      .transpose(dim, -1)
+      .detach();
 }
 
 }  // namespace st::ops

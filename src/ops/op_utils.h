@@ -28,12 +28,14 @@ void check_defined(const char* op, std::initializer_list<const Tensor*> tensors)
 void check_same_device(const char* op, std::initializer_list<const Tensor*> tensors);
 void check_floating(const char* op, const Tensor& t, const char* what = "input");
 
-// The dtype a binary op computes in, as PyTorch's result_type: dimensioned tensors outrank 0-dim ones
-// of the same kind (bool < integer < float), and Python-style scalars rank lowest.
+// The dtype a binary op computes in, as PyTorch's result_type: dimensioned tensors outrank 0-dim
+// ones of the same kind (bool < integer < float), and Python-style scalars rank lowest.
 DType result_type(const Tensor& a, const Tensor& b);
 DType result_type(const Tensor& a, const Scalar& b);
 // The dtype of per-row statistics saved by layer_norm and cross_entropy: f64 for f64, else f32.
-inline DType statistics_type(DType dtype) { return dtype == DType::Float64 ? dtype : DType::Float32; }
+inline DType statistics_type(DType dtype) {
+  return dtype == DType::Float64 ? dtype : DType::Float32;
+}
 // float32 for integer inputs of ops that always compute in floating point (exp, div, mean...).
 inline DType float_type(DType dtype) { return is_floating(dtype) ? dtype : kDefaultFloat; }
 

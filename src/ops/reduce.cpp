@@ -14,31 +14,34 @@ Tensor reduce(ReduceOp op, const char* name, const Tensor& x, const Shape& dims,
   ops::check_defined(name, {&x});
   const std::vector<int64_t> reduced = ops::reduction_dims(name, x, dims);
   DType dtype = x.dtype();
-  if (op == ReduceOp::Sum && is_integral(dtype)) dtype = DType::Int64;  // as PyTorch: no int overflow
+  if (op == ReduceOp::Sum && is_integral(dtype))
+    dtype = DType::Int64;  // as PyTorch: no int overflow
   if (op == ReduceOp::Mean)
-    ST_CHECK(is_floating(dtype), DTypeError, "[", name, "] expected a floating-point input, got ", dtype,
-             "; convert it with to(st::DType::Float32) first");
+    ST_CHECK(is_floating(dtype), DTypeError, "[", name, "] expected a floating-point input, got ",
+             dtype, "; convert it with to(st::DType::Float32) first");
   const Shape kept = ops::keepdim_shape(x.shape(), reduced);
   if (op == ReduceOp::Max || op == ReduceOp::Min)
     for (int64_t d : reduced)
-      ST_CHECK(x.shape()[d] > 0, IndexError, "[", name, "] cannot reduce over dim ", d, " of size 0 in shape ",
-               x.shape(), ": the result would have no identity");
+      ST_CHECK(x.shape()[d] > 0, IndexError, "[", name, "] cannot reduce over dim ", d,
+               " of size 0 in shape ", x.shape(), ": the result would have no identity");
   Tensor out = ops::new_tensor(kept, dtype, x.device());
   if (reduced.empty()) {
     if (out.numel() > 0) ops::backend_of(x).copy(out, x);
   } else if (out.numel() > 0) {
     ops::backend_of(x).reduce(op, out, x, reduced);
   }
-  if (!keepdim) out = ops::raw_view(out, ops::squeezed_shape(kept, reduced),
-                                    contiguous_strides(ops::squeezed_shape(kept, reduced)), 0);
+  if (!keepdim)
+    out = ops::raw_view(out, ops::squeezed_shape(kept, reduced),
+                        contiguous_strides(ops::squeezed_shape(kept, reduced)), 0);
   return out;
 }
 
-std::tuple<Tensor, Tensor> extreme_dim(ArgReduceOp op, const char* name, const Tensor& x, int64_t dim, bool keepdim) {
+std::tuple<Tensor, Tensor> extreme_dim(ArgReduceOp op, const char* name, const Tensor& x,
+                                       int64_t dim, bool keepdim) {
   ops::check_defined(name, {&x});
   dim = wrap_dim(dim, x.dim(), name);
-  ST_CHECK(x.dim() == 0 || x.shape()[dim] > 0, IndexError, "[", name, "] cannot reduce over dim ", dim,
-           " of size 0 in shape ", x.shape());
+  ST_CHECK(x.dim() == 0 || x.shape()[dim] > 0, IndexError, "[", name, "] cannot reduce over dim ",
+           dim, " of size 0 in shape ", x.shape());
   Shape kept = x.shape();
   if (x.dim() > 0) kept[dim] = 1;
   Tensor values = ops::new_tensor(kept, x.dtype(), x.device());
@@ -56,8 +59,8 @@ std::tuple<Tensor, Tensor> extreme_dim(ArgReduceOp op, const char* name, const T
     values = ops::raw_view(values, shape, contiguous_strides(shape), 0);
     indices = ops::raw_view(indices, shape, contiguous_strides(shape), 0);
   }
-  autograd::record_extreme_dim(op == ArgReduceOp::Max ? "MaxBackward" : "MinBackward", x, values, indices,
-                               dim, keepdim);
+  autograd::record_extreme_dim(op == ArgReduceOp::Max ? "MaxBackward" : "MinBackward", x, values,
+                               indices, dim, keepdim);
   return {values, indices};
 }
 
@@ -76,14 +79,16 @@ Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
 }
 
 Tensor max(const Tensor& x) {
-  ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[max] cannot take the max of an empty tensor");
+  ST_CHECK(x.defined() && x.numel() > 0, IndexError,
+           "[max] cannot take the max of an empty tensor");
   Tensor out = reduce(ReduceOp::Max, "max", x, {}, false);
   autograd::record_extreme("MaxBackward", x, out);
   return out;
 }
 
 Tensor min(const Tensor& x) {
-  ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[min] cannot take the min of an empty tensor");
+  ST_CHECK(x.defined() && x.numel() > 0, IndexError,
+           "[min] cannot take the min of an empty tensor");
   Tensor out = reduce(ReduceOp::Min, "min", x, {}, false);
   autograd::record_extreme("MinBackward", x, out);
   return out;
@@ -98,10 +103,12 @@ std::tuple<Tensor, Tensor> min(const Tensor& x, int64_t dim, bool keepdim) {
 
 namespace {
 // Indices of the extremes along dim, or into the flattened tensor when dim is absent.
-Tensor arg_extreme(ArgReduceOp op, const char* name, const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
+Tensor arg_extreme(ArgReduceOp op, const char* name, const Tensor& x, std::optional<int64_t> dim,
+                   bool keepdim) {
   NoGradGuard no_grad;
   if (dim) return std::get<1>(extreme_dim(op, name, x.detach(), *dim, keepdim));
-  ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[", name, "] cannot take the ", name, " of an empty tensor");
+  ST_CHECK(x.defined() && x.numel() > 0, IndexError, "[", name, "] cannot take the ", name,
+           " of an empty tensor");
   Tensor index = std::get<1>(extreme_dim(op, name, x.detach().reshape({-1}), 0, false));
   return keepdim ? index.reshape(Shape(x.dim(), 1)) : index;
 }
@@ -115,15 +122,16 @@ Tensor argmin(const Tensor& x, std::optional<int64_t> dim, bool keepdim) {
 }
 
 Tensor sum_to(const Tensor& x, const Shape& shape) {
-  ST_CHECK(static_cast<int64_t>(shape.size()) <= x.dim(), ShapeError, "[sum_to] cannot sum shape ", x.shape(),
-           " to ", shape, ", which has more dims");
+  ST_CHECK(static_cast<int64_t>(shape.size()) <= x.dim(), ShapeError, "[sum_to] cannot sum shape ",
+           x.shape(), " to ", shape, ", which has more dims");
   const int64_t lead = x.dim() - static_cast<int64_t>(shape.size());
   Shape dims;
   for (int64_t d = 0; d < x.dim(); ++d) {
     if (d < lead) {
       dims.push_back(d);
     } else if (shape[d - lead] != x.shape()[d]) {
-      ST_CHECK(shape[d - lead] == 1, ShapeError, "[sum_to] cannot sum shape ", x.shape(), " to ", shape);
+      ST_CHECK(shape[d - lead] == 1, ShapeError, "[sum_to] cannot sum shape ", x.shape(), " to ",
+               shape);
       dims.push_back(d);
     }
   }

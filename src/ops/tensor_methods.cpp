@@ -5,7 +5,9 @@
 namespace st {
 
 Tensor Tensor::sum(const Shape& dims, bool keepdim) const { return st::sum(*this, dims, keepdim); }
-Tensor Tensor::mean(const Shape& dims, bool keepdim) const { return st::mean(*this, dims, keepdim); }
+Tensor Tensor::mean(const Shape& dims, bool keepdim) const {
+  return st::mean(*this, dims, keepdim);
+}
 Tensor Tensor::exp() const { return st::exp(*this); }
 Tensor Tensor::log() const { return st::log(*this); }
 Tensor Tensor::sqrt() const { return st::sqrt(*this); }
@@ -33,10 +35,13 @@ Tensor host_copy(const Tensor& t) {
 }  // namespace
 
 Scalar Tensor::item() const {
-  ST_CHECK(numel() == 1, ValueError, "[item] only a tensor with one element can be converted to a number; got shape ",
+  ST_CHECK(numel() == 1, ValueError,
+           "[item] only a tensor with one element can be converted to a number; got shape ",
            shape());
   const Tensor host = host_copy(*this);
-  return dispatch_dtype(dtype(), [&](auto zero) -> Scalar { return *static_cast<const decltype(zero)*>(host.data_ptr()); });
+  return dispatch_dtype(dtype(), [&](auto zero) -> Scalar {
+    return *static_cast<const decltype(zero)*>(host.data_ptr());
+  });
 }
 
 template <typename T>

@@ -22,7 +22,8 @@ Shape infer_shape(const char* op, const Shape& requested, int64_t numel, const S
     }
   }
   if (infer >= 0) {
-    ST_CHECK(known != 0, ShapeError, "[", op, "] shape ", requested, " is ambiguous for a tensor of shape ", from,
+    ST_CHECK(known != 0, ShapeError, "[", op, "] shape ", requested,
+             " is ambiguous for a tensor of shape ", from,
              ": the other sizes multiply to 0, so -1 could be any size");
     ST_CHECK(numel % known == 0, ShapeError, "[", op, "] shape ", requested,
              " is invalid for a tensor of shape ", from, " (", numel, " elements)");
@@ -33,9 +34,10 @@ Shape infer_shape(const char* op, const Shape& requested, int64_t numel, const S
   return shape;
 }
 
-// Strides that give `shape` over the same memory as (old_shape, old_strides), if any exist: each run
-// of old dims that is contiguous within itself can be split or merged freely.
-std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides, const Shape& shape) {
+// Strides that give `shape` over the same memory as (old_shape, old_strides), if any exist: each
+// run of old dims that is contiguous within itself can be split or merged freely.
+std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strides,
+                                  const Shape& shape) {
   Shape strides(shape.size());
   if (shape_numel(old_shape) == 0) return contiguous_strides(shape);
   int64_t view_d = static_cast<int64_t>(shape.size()) - 1;
@@ -44,7 +46,8 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
   for (int64_t d = static_cast<int64_t>(old_shape.size()) - 1; d >= 0; --d) {
     tensor_numel *= old_shape[d];
     // The chunk ends where the next-outer dim is not laid out right after this one.
-    if (d == 0 || (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
+    if (d == 0 ||
+        (old_shape[d - 1] != 1 && old_strides[d - 1] != tensor_numel * chunk_base_stride)) {
       while (view_d >= 0 && (view_numel < tensor_numel || shape[view_d] == 1)) {
         strides[view_d] = view_numel * chunk_base_stride;
         view_numel *= shape[view_d];
@@ -76,8 +79,9 @@ Tensor make_view(const Tensor& x, Shape shape, Shape strides, int64_t offset) {
 Tensor Tensor::view(const Shape& requested) const {
   const Shape shape = infer_shape("view", requested, numel(), this->shape());
   std::optional<Shape> strides = view_strides(this->shape(), this->strides(), shape);
-  ST_CHECK(strides.has_value(), ShapeError, "[view] shape ", requested, " is not compatible with the strides ",
-           this->strides(), " of a tensor of shape ", this->shape(), "; use reshape(), which copies when needed");
+  ST_CHECK(strides.has_value(), ShapeError, "[view] shape ", requested,
+           " is not compatible with the strides ", this->strides(), " of a tensor of shape ",
+           this->shape(), "; use reshape(), which copies when needed");
   Tensor out = make_view(*this, shape, *strides, offset());
   autograd::record_reshape("ViewBackward", *this, out);
   return out;
@@ -93,7 +97,8 @@ Tensor Tensor::flatten(int64_t start_dim, int64_t end_dim) const {
   if (dim() == 0) return reshape({1});
   start_dim = wrap_dim(start_dim, dim(), "flatten");
   end_dim = wrap_dim(end_dim, dim(), "flatten");
-  ST_CHECK(start_dim <= end_dim, IndexError, "[flatten] start_dim ", start_dim, " is after end_dim ", end_dim);
+  ST_CHECK(start_dim <= end_dim, IndexError, "[flatten] start_dim ", start_dim,
+           " is after end_dim ", end_dim);
   Shape shape(this->shape().begin(), this->shape().begin() + start_dim);
   int64_t merged = 1;
   for (int64_t d = start_dim; d <= end_dim; ++d) merged *= this->shape()[d];
@@ -133,7 +138,8 @@ Tensor Tensor::t() const {
   return dim() < 2 ? *this : transpose(0, 1);
 }
 
-Tensor Tensor::slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> stop, int64_t step) const {
+Tensor Tensor::slice(int64_t dim, std::optional<int64_t> start, std::optional<int64_t> stop,
+                     int64_t step) const {
   ST_CHECK(this->dim() > 0, IndexError, "[slice] cannot slice a 0-dim tensor");
   dim = wrap_dim(dim, this->dim(), "slice");
   ST_CHECK(step > 0, ValueError, "[slice] step must be positive, got ", step);
@@ -155,8 +161,8 @@ Tensor Tensor::narrow(int64_t dim, int64_t start, int64_t length) const {
   dim = wrap_dim(dim, this->dim(), "narrow");
   const int64_t size = shape()[dim];
   if (start < 0) start += size;
-  ST_CHECK(start >= 0 && length >= 0 && start + length <= size, IndexError, "[narrow] start ", start,
-           " and length ", length, " are out of range for dim ", dim, " of size ", size);
+  ST_CHECK(start >= 0 && length >= 0 && start + length <= size, IndexError, "[narrow] start ",
+           start, " and length ", length, " are out of range for dim ", dim, " of size ", size);
   return slice(dim, start, start + length, 1);
 }
 
@@ -176,19 +182,21 @@ Tensor Tensor::select(int64_t dim, int64_t index) const {
 }
 
 Tensor Tensor::expand(const Shape& requested) const {
-  ST_CHECK(static_cast<int64_t>(requested.size()) >= dim(), ShapeError, "[expand] cannot expand shape ",
-           shape(), " to ", requested, ", which has fewer dims");
+  ST_CHECK(static_cast<int64_t>(requested.size()) >= dim(), ShapeError,
+           "[expand] cannot expand shape ", shape(), " to ", requested, ", which has fewer dims");
   const int64_t lead = static_cast<int64_t>(requested.size()) - dim();
   Shape new_shape(requested.size()), new_strides(requested.size(), 0);
   for (int64_t i = 0; i < static_cast<int64_t>(requested.size()); ++i) {
     const int64_t own = i >= lead ? shape()[i - lead] : 1;
     int64_t want = requested[i];
     if (want == -1) {
-      ST_CHECK(i >= lead, ShapeError, "[expand] -1 is not allowed for the new leading dim ", i, " in ", requested);
+      ST_CHECK(i >= lead, ShapeError, "[expand] -1 is not allowed for the new leading dim ", i,
+               " in ", requested);
       want = own;
     }
-    ST_CHECK(want >= 0 && (own == want || own == 1), ShapeError, "[expand] cannot expand shape ", shape(),
-             " to ", requested, ": dim ", i, " has size ", own, ", expected it to be 1 or ", want);
+    ST_CHECK(want >= 0 && (own == want || own == 1), ShapeError, "[expand] cannot expand shape ",
+             shape(), " to ", requested, ": dim ", i, " has size ", own,
+             ", expected it to be 1 or ", want);
     new_shape[i] = want;
     if (i >= lead && own == want) new_strides[i] = strides()[i - lead];
   }

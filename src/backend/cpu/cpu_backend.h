@@ -21,17 +21,20 @@ class CpuBackend final : public Backend {
   void fill(const Tensor& dst, const Scalar& value) override;
   void arange(const Tensor& dst, double start, double step) override;
   void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset) override;
-  void normal(const Tensor& dst, double mean, double stddev, uint64_t seed, uint64_t offset) override;
+  void normal(const Tensor& dst, double mean, double stddev, uint64_t seed,
+              uint64_t offset) override;
 
   void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta) override;
   void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;
   void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;
 
-  void reduce(ReduceOp op, const Tensor& out, const Tensor& in, const std::vector<int64_t>& dims) override;
+  void reduce(ReduceOp op, const Tensor& out, const Tensor& in,
+              const std::vector<int64_t>& dims) override;
   void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
                   int64_t dim) override;
 
-  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta) override;
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+              double beta) override;
 
   void softmax(const Tensor& out, const Tensor& in, bool log) override;
   void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
@@ -44,10 +47,11 @@ class CpuBackend final : public Backend {
   void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices) override;
   void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
                           const Tensor& indices) override;
-  void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits, const Tensor& target,
-                     int64_t ignore_index) override;
-  void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss, const Tensor& logits,
-                              const Tensor& lse, const Tensor& target, int64_t ignore_index) override;
+  void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                     const Tensor& target, int64_t ignore_index) override;
+  void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
+                              const Tensor& logits, const Tensor& lse, const Tensor& target,
+                              int64_t ignore_index) override;
 };
 
 }  // namespace st::backend::cpu

@@ -1,7 +1,7 @@
 // Cross-entropy over [N, C] logits with integer class targets: the fused log-softmax + nll forward,
-// which saves logsumexp per row (in compute precision) for the backward. Targets are read and validated serially
-// before the parallel loops, so that the IndexError is thrown outside OpenMP regions. Row sums
-// accumulate in compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
+// which saves logsumexp per row (in compute precision) for the backward. Targets are read and
+// validated serially before the parallel loops, so that the IndexError is thrown outside OpenMP
+// regions. Row sums accumulate in compute_t over SIMD lanes (f32 for f16/bf16/f32, f64 for f64).
 
 #include <algorithm>
 #include <cmath>
@@ -11,12 +11,11 @@
 
 #include "backend/cpu/cpu_backend.h"
 #include "backend/cpu/parallel.h"
-#include "backend/cpu/vec_math.h"
 #include "backend/cpu/strided.h"
+#include "backend/cpu/vec_math.h"
 
 namespace st::backend::cpu {
 namespace {
-
 
 std::vector<int64_t> read_targets(const Tensor& target, int64_t classes, int64_t ignore_index) {
   std::vector<int64_t> t = read_vector<int64_t>(target);

@@ -1,5 +1,6 @@
 #pragma once
-// OpenMP loops that run serially below a size threshold, where thread start-up costs more than it saves.
+// OpenMP loops that run serially below a size threshold, where thread start-up costs more than it
+// saves.
 
 #include <omp.h>
 

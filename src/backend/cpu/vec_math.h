@@ -43,8 +43,10 @@ inline float exp_approx(float x) {
 // exp in the compute type C of a kernel: the vectorizable one for f32, std::exp for f64.
 template <typename C>
 inline C exp_of(C x) {
-  if constexpr (sizeof(C) == 4) return exp_approx(x);
-  else return std::exp(x);
+  if constexpr (sizeof(C) == 4)
+    return exp_approx(x);
+  else
+    return std::exp(x);
 }
 
 }  // namespace st::backend::cpu
