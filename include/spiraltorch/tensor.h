@@ -147,7 +147,13 @@ class Tensor {
   Tensor& div_(const Scalar& other);
   Tensor& neg_();
   Tensor& exp_();
+  Tensor& log_();
+  Tensor& sqrt_();
+  Tensor& abs_();
+  Tensor& tanh_();
+  Tensor& sigmoid_();
   Tensor& relu_();
+  Tensor& pow_(const Scalar& exponent);
   Tensor& clamp_(std::optional<Scalar> min, std::optional<Scalar> max);
   Tensor& fill_(const Scalar& value);
   Tensor& zero_();

@@ -2,6 +2,7 @@
 
 #include <cmath>
 #include <limits>
+#include <tuple>
 
 #include "autograd/derivatives.h"
 #include "ops/op_utils.h"
@@ -63,16 +64,20 @@ Tensor wrap(const Tensor& like, const Scalar& s, DType dtype) {
   return scalar_tensor(s, {dtype, like.device()});
 }
 
-Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, double beta = 0) {
-  ops::check_defined(name, {&x});
-  DType dtype = x.dtype();
+// The dtype a unary op computes in: math functions make integers float32; the rest keep them.
+DType unary_dtype(UnaryOp op, const char* name, DType input) {
   const bool keeps_integers = op == UnaryOp::Neg || op == UnaryOp::Abs || op == UnaryOp::Relu ||
                               op == UnaryOp::Clamp || op == UnaryOp::Affine ||
                               op == UnaryOp::PowScalar;
-  if (!keeps_integers) dtype = ops::float_type(dtype);
+  const DType dtype = keeps_integers ? input : ops::float_type(input);
   ST_CHECK(dtype != DType::Bool || op == UnaryOp::Clamp, DTypeError, "[", name,
            "] is not defined for bool tensors");
-  const Tensor xc = x.to(dtype);
+  return dtype;
+}
+
+Tensor unary(UnaryOp op, const char* name, const Tensor& x, double alpha = 0, double beta = 0) {
+  ops::check_defined(name, {&x});
+  const Tensor xc = x.to(unary_dtype(op, name, x.dtype()));
   Tensor out = ops::new_like(xc);
   if (out.numel() > 0) backend_of(out).unary(op, out, xc, alpha, beta);
   autograd::record_unary(op, xc, out, alpha, beta);
@@ -158,6 +163,24 @@ Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tenso
   return assign_in_place(name, self, binary(op, name, in_place_source(self), other));
 }
 
+// self = op(self), straight into self when no graph is recorded and the result keeps self's dtype.
+Tensor& unary_in_place(UnaryOp op, const char* name, Tensor& self, DType dtype, double alpha = 0,
+                       double beta = 0) {
+  ops::check_defined(name, {&self});
+  const bool records = is_grad_enabled() && self.requires_grad();
+  if (!records && dtype == self.dtype() && self.is_contiguous()) {
+    if (self.numel() > 0) backend_of(self).unary(op, self, self, alpha, beta);
+    self.storage()->bump_version();
+    return self;
+  }
+  return assign_in_place(name, self, unary(op, name, in_place_source(self).to(dtype), alpha, beta));
+}
+
+Tensor& unary_in_place(UnaryOp op, const char* name, Tensor& self) {
+  ops::check_defined(name, {&self});
+  return unary_in_place(op, name, self, unary_dtype(op, name, self.dtype()));
+}
+
 Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Scalar& other) {
   ops::check_defined(name, {&self});
   return binary_in_place(op, name, self,
@@ -219,15 +242,24 @@ Tensor gelu(const Tensor& x, GeluApproximate approximate) {
                x);
 }
 
-Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
-  ops::check_defined("clamp", {&x});
-  ST_CHECK(min || max, ValueError, "[clamp] at least one of min and max must be given");
+namespace {
+// clamp's compute dtype (the bounds promote as scalars do) and its bounds, +-inf where absent.
+std::tuple<DType, double, double> clamp_arguments(const char* name, const Tensor& x,
+                                                  std::optional<Scalar> min,
+                                                  std::optional<Scalar> max) {
+  ops::check_defined(name, {&x});
+  ST_CHECK(min || max, ValueError, "[", name, "] at least one of min and max must be given");
   DType dtype = x.dtype();
   if (min) dtype = promote_types(dtype, ops::result_type(x, *min));
   if (max) dtype = promote_types(dtype, ops::result_type(x, *max));
   constexpr double inf = std::numeric_limits<double>::infinity();
-  return unary(UnaryOp::Clamp, "clamp", x.to(dtype), min ? min->to_double() : -inf,
-               max ? max->to_double() : inf);
+  return {dtype, min ? min->to_double() : -inf, max ? max->to_double() : inf};
+}
+}  // namespace
+
+Tensor clamp(const Tensor& x, std::optional<Scalar> min, std::optional<Scalar> max) {
+  const auto [dtype, low, high] = clamp_arguments("clamp", x, min, max);
+  return unary(UnaryOp::Clamp, "clamp", x.to(dtype), low, high);
 }
 
 Tensor eq(const Tensor& a, const Tensor& b) { return binary(BinaryOp::Eq, "eq", a, b); }
@@ -287,13 +319,23 @@ Tensor& Tensor::div_(const Tensor& other) {
 Tensor& Tensor::div_(const Scalar& other) {
   return binary_in_place(BinaryOp::Div, "div_", *this, other);
 }
-Tensor& Tensor::neg_() { return assign_in_place("neg_", *this, st::neg(in_place_source(*this))); }
-Tensor& Tensor::exp_() { return assign_in_place("exp_", *this, st::exp(in_place_source(*this))); }
-Tensor& Tensor::relu_() {
-  return assign_in_place("relu_", *this, st::relu(in_place_source(*this)));
+Tensor& Tensor::neg_() { return unary_in_place(UnaryOp::Neg, "neg_", *this); }
+Tensor& Tensor::exp_() { return unary_in_place(UnaryOp::Exp, "exp_", *this); }
+Tensor& Tensor::log_() { return unary_in_place(UnaryOp::Log, "log_", *this); }
+Tensor& Tensor::sqrt_() { return unary_in_place(UnaryOp::Sqrt, "sqrt_", *this); }
+Tensor& Tensor::abs_() { return unary_in_place(UnaryOp::Abs, "abs_", *this); }
+Tensor& Tensor::tanh_() { return unary_in_place(UnaryOp::Tanh, "tanh_", *this); }
+Tensor& Tensor::sigmoid_() { return unary_in_place(UnaryOp::Sigmoid, "sigmoid_", *this); }
+Tensor& Tensor::relu_() { return unary_in_place(UnaryOp::Relu, "relu_", *this); }
+Tensor& Tensor::pow_(const Scalar& exponent) {
+  ops::check_defined("pow_", {this});
+  const DType dtype = ops::result_type(*this, exponent);
+  ST_CHECK(dtype != DType::Bool, DTypeError, "[pow_] is not defined for bool tensors");
+  return unary_in_place(UnaryOp::PowScalar, "pow_", *this, dtype, exponent.to_double());
 }
 Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
-  return assign_in_place("clamp_", *this, clamp(in_place_source(*this), min, max));
+  const auto [dtype, low, high] = clamp_arguments("clamp_", *this, min, max);
+  return unary_in_place(UnaryOp::Clamp, "clamp_", *this, dtype, low, high);
 }
 Tensor& Tensor::fill_(const Scalar& value) {
   ops::check_defined("fill_", {this});

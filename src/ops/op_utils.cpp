@@ -35,6 +35,18 @@ Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op
 }
 
 Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
+#ifndef NDEBUG
+  // Every view the front-end makes must stay inside its storage: kernels read it unchecked.
+  int64_t lowest = offset, highest = offset;
+  bool empty = false;
+  for (size_t d = 0; d < shape.size(); ++d) {
+    empty = empty || shape[d] == 0;
+    (strides[d] < 0 ? lowest : highest) += (shape[d] - 1) * strides[d];
+  }
+  ST_ASSERT(shape.size() == strides.size());
+  ST_ASSERT(empty || (lowest >= 0 && (highest + 1) * static_cast<int64_t>(dtype_size(t.dtype())) <=
+                                         static_cast<int64_t>(t.storage()->nbytes())));
+#endif
   auto impl = std::make_shared<TensorImpl>();
   impl->storage = t.storage();
   impl->shape = shape;
