@@ -43,7 +43,12 @@ struct TensorImpl {
   Shape strides;       // in elements
   int64_t offset = 0;  // in elements, into storage
   DType dtype = kDefaultFloat;
+  bool is_view = false;  // made by a view op; counted in storage's live views while alive
   std::unique_ptr<AutogradMeta> autograd;
+
+  ~TensorImpl() {
+    if (is_view) storage->remove_view();
+  }
 };
 
 class Tensor {

@@ -26,8 +26,6 @@ Tensor fused_backward(BinaryOp op, const Tensor& grad, const Tensor& x) {
 
 Tensor as(const Tensor& mask, DType dtype) { return mask.to(dtype); }
 
-void mark_view(const Tensor& out) { out.autograd_meta().is_view = true; }
-
 Tensor detached(const Tensor& t) { return t.defined() ? t.detach() : t; }
 
 }  // namespace
@@ -323,14 +321,12 @@ void record_split(const Tensor& x, const std::vector<Tensor>& outputs, int64_t d
   if (!needs_grad({x})) return;
   record("SplitBackward", {x}, outputs,
          [dim](const Grads& g, auto&) { return Grads{cat(g, dim)}; });
-  for (const Tensor& out : outputs) mark_view(out);
 }
 
 void record_reshape(const char* name, const Tensor& x, const Tensor& out) {
   if (!needs_grad({x})) return;
   record(name, {x}, {out},
          [shape = x.shape()](const Grads& g, auto&) { return Grads{g[0].reshape(shape)}; });
-  mark_view(out);
 }
 
 void record_permute(const Tensor& x, const Tensor& out, const Shape& dims) {
@@ -339,14 +335,12 @@ void record_permute(const Tensor& x, const Tensor& out, const Shape& dims) {
   for (size_t i = 0; i < dims.size(); ++i) inverse[dims[i]] = static_cast<int64_t>(i);
   record("PermuteBackward", {x}, {out},
          [inverse](const Grads& g, auto&) { return Grads{g[0].permute(inverse)}; });
-  mark_view(out);
 }
 
 void record_expand(const Tensor& x, const Tensor& out) {
   if (!needs_grad({x})) return;
   // The node sums the gradient back to x's shape.
   record("ExpandBackward", {x}, {out}, [](const Grads& g, auto&) { return Grads{g[0]}; });
-  mark_view(out);
 }
 
 void record_slice(const char* name, const Tensor& x, const Tensor& out, int64_t dim, int64_t start,
@@ -362,7 +356,6 @@ void record_slice(const char* name, const Tensor& x, const Tensor& out, int64_t 
            window.copy_(g[0]);
            return Grads{grad};
          });
-  mark_view(out);
 }
 
 }  // namespace st::autograd

@@ -98,6 +98,21 @@ Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Scalar& b) {
   return binary(op, name, a, wrap(a, b, dtype), dtype);
 }
 
+// An in-place op that records a graph gives self a new history. Views share self's memory but
+// would keep the old history and give wrong gradients, so until views are rebased (as PyTorch
+// does), changing a view, or a tensor with live views, while recording is refused.
+void check_graph_in_place(const char* op, const Tensor& self) {
+  ST_CHECK(!self.is_leaf() || !self.requires_grad(), Error, "[", op,
+           "] a leaf tensor that requires grad cannot be changed in place; wrap the update in "
+           "NoGradGuard or use the out-of-place op");
+  ST_CHECK(!self.impl()->is_view, NotImplementedError, "[", op,
+           "] changing a view in place while recording gradients is not supported; clone() it "
+           "first or use the out-of-place op");
+  ST_CHECK(!self.storage()->has_live_views(), NotImplementedError, "[", op,
+           "] the tensor has live views, which would not see this in-place change in the "
+           "gradient graph; use the out-of-place op, or drop the views first");
+}
+
 // Writes `value` into `self` in place. Without autograd the kernel result is copied straight in;
 // with it, self's history is rebased onto the out-of-place result so backward sees the new value.
 Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
@@ -108,15 +123,8 @@ Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
                is_floating(self.dtype()) || value.dtype() == self.dtype(),
            DTypeError, "[", op, "] the result of dtype ", value.dtype(),
            " cannot be written in place into a ", self.dtype(), " tensor");
-  if (is_grad_enabled() && (self.requires_grad() || value.requires_grad())) {
-    ST_CHECK(!self.is_leaf() || !self.requires_grad(), Error, "[", op,
-             "] a leaf tensor that requires grad cannot be changed in place; wrap the update in "
-             "NoGradGuard or use the out-of-place op");
-    const AutogradMeta* meta = self.autograd_meta_if_any();
-    ST_CHECK(!meta || !meta->is_view, NotImplementedError, "[", op,
-             "] changing in place a view of a tensor that requires grad is not supported; use the "
-             "out-of-place op");
-  }
+  if (is_grad_enabled() && (self.requires_grad() || value.requires_grad()))
+    check_graph_in_place(op, self);
   {
     NoGradGuard no_grad;
     ops::copy_into(self, value.detach());
@@ -339,8 +347,7 @@ Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
 }
 Tensor& Tensor::fill_(const Scalar& value) {
   ops::check_defined("fill_", {this});
-  ST_CHECK(!requires_grad() || !is_grad_enabled() || !is_leaf(), Error,
-           "[fill_] a leaf tensor that requires grad cannot be changed in place; use NoGradGuard");
+  if (requires_grad() && is_grad_enabled()) check_graph_in_place("fill_", *this);
   if (numel() > 0) backend_of(*this).fill(*this, value);
   storage()->bump_version();
   if (requires_grad() && is_grad_enabled()) {

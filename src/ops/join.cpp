@@ -77,7 +77,7 @@ std::vector<Tensor> split(const Tensor& x, const Shape& sizes, int64_t dim) {
   for (int64_t s : sizes) {
     Shape shape = x.shape();
     shape[dim] = s;
-    pieces.push_back(ops::raw_view(x, shape, x.strides(), x.offset() + offset * x.strides()[dim]));
+    pieces.push_back(ops::view_of(x, shape, x.strides(), x.offset() + offset * x.strides()[dim]));
     offset += s;
   }
   autograd::record_split(x, pieces, dim);

@@ -56,6 +56,13 @@ Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64
   return Tensor(std::move(impl));
 }
 
+Tensor view_of(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
+  Tensor view = raw_view(t, shape, strides, offset);
+  view.impl()->is_view = true;
+  view.storage()->add_view();
+  return view;
+}
+
 Tensor broadcast_view(const Tensor& t, const Shape& shape) {
   if (t.shape() == shape) return t;
   const int64_t lead = static_cast<int64_t>(shape.size()) - t.dim();

@@ -20,6 +20,9 @@ inline backend::Backend& backend_of(const Tensor& t) { return backend::backend_f
 
 // A view of t's storage with the given geometry, outside the autograd graph (for kernel arguments).
 Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
+// A view as the view ops return it (view, slice, split...): like raw_view, and counted as a live
+// view of the storage.
+Tensor view_of(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
 // t viewed with `shape` by giving broadcast dims stride 0 (shapes already checked compatible).
 Tensor broadcast_view(const Tensor& t, const Shape& shape);
 

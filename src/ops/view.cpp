@@ -71,7 +71,7 @@ std::optional<Shape> view_strides(const Shape& old_shape, const Shape& old_strid
 }
 
 Tensor make_view(const Tensor& x, Shape shape, Shape strides, int64_t offset) {
-  return ops::raw_view(x, std::move(shape), std::move(strides), offset);
+  return ops::view_of(x, std::move(shape), std::move(strides), offset);
 }
 
 }  // namespace
