@@ -74,8 +74,7 @@ void CpuBackend::copy(const Tensor& dst, const Tensor& src) {
 void CpuBackend::fill(const Tensor& dst, const Scalar& value) {
   dispatch_dtype(dst.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    // Scalar::to would cast a float to an integer type unchecked; element_cast saturates.
-    const T v = value.is_floating() ? element_cast<T>(value.to_double()) : value.to<T>();
+    const T v = value.to<T>();  // saturates a float that an integer type cannot hold
     T* d = static_cast<T*>(dst.data_ptr());
     const auto layout = StridedLayout<1>::of(dst);
     if (layout.contiguous()) {
