@@ -125,7 +125,7 @@ bool unary_float(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, 
       break;
     case UnaryOp::Relu: run(kCheap, [](C x) { return x < 0 ? C(0) : x; }); break;  // keeps NaN
     case UnaryOp::GeluErf:
-      run(kMath, [](C x) { return C(0.5) * x * (1 + std::erf(x * kInvSqrt2)); });
+      run(kMath, [](C x) { return C(0.5) * x * (1 + erf_for_gelu(x * kInvSqrt2)); });
       break;
     case UnaryOp::GeluTanh:
       run(kMath, [](C x) {
@@ -213,7 +213,7 @@ bool binary_float(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor&
     case BinaryOp::GeluErfBackward:
       // d/dx x * Phi(x) = Phi(x) + x * phi(x)
       run(kMath, [](C g, C x) {
-        const C cdf = C(0.5) * (1 + std::erf(x * kInvSqrt2));
+        const C cdf = C(0.5) * (1 + erf_for_gelu(x * kInvSqrt2));
         const C pdf = kInvSqrt2Pi * exp_of(C(-0.5) * x * x);
         return g * (cdf + x * pdf);
       });

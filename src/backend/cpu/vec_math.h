@@ -40,6 +40,21 @@ inline float exp_approx(float x) {
   return p * scale_a * scale_b;
 }
 
+// erf with an absolute error under 5e-7 (the Abramowitz-Stegun 7.1.26 form, max error 1.5e-7,
+// plus f32 rounding): right for GELU, where the erf term is scaled by x / 2, not for erf alone
+// near 0, where the relative error would grow.
+inline float erf_approx(float x) {
+  const float z = x < 0 ? -x : x;
+  const float t = 1.0f / (1.0f + 0.3275911f * z);
+  float p = 1.061405429f;
+  p = p * t - 1.453152027f;
+  p = p * t + 1.421413741f;
+  p = p * t - 0.284496736f;
+  p = p * t + 0.254829592f;
+  const float erf_z = 1.0f - p * t * exp_approx(-z * z);
+  return x < 0 ? -erf_z : erf_z;
+}
+
 // exp in the compute type C of a kernel: the vectorizable one for f32, std::exp for f64.
 template <typename C>
 inline C exp_of(C x) {
@@ -47,6 +62,15 @@ inline C exp_of(C x) {
     return exp_approx(x);
   else
     return std::exp(x);
+}
+
+// erf in the compute type C, for GELU: the approximation for f32, std::erf for f64.
+template <typename C>
+inline C erf_for_gelu(C x) {
+  if constexpr (sizeof(C) == 4)
+    return erf_approx(x);
+  else
+    return std::erf(x);
 }
 
 }  // namespace st::backend::cpu
