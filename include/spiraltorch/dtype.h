@@ -7,6 +7,7 @@
 #include <limits>
 #include <ostream>
 #include <string_view>
+#include <type_traits>
 
 namespace st {
 
@@ -100,67 +101,25 @@ struct BFloat16 {
   }
 };
 
-// The C++ type stored for each dtype, and back.
-template <DType D>
-struct CType;
-template <>
-struct CType<DType::Float32> {
-  using type = float;
-};
-template <>
-struct CType<DType::Float64> {
-  using type = double;
-};
-template <>
-struct CType<DType::Float16> {
-  using type = Half;
-};
-template <>
-struct CType<DType::BFloat16> {
-  using type = BFloat16;
-};
-template <>
-struct CType<DType::Int32> {
-  using type = int32_t;
-};
-template <>
-struct CType<DType::Int64> {
-  using type = int64_t;
-};
-template <>
-struct CType<DType::Bool> {
-  using type = bool;
-};
-
+// The dtype whose elements are stored as T.
 template <typename T>
-constexpr DType dtype_of();
-template <>
-constexpr DType dtype_of<float>() {
-  return DType::Float32;
-}
-template <>
-constexpr DType dtype_of<double>() {
-  return DType::Float64;
-}
-template <>
-constexpr DType dtype_of<Half>() {
-  return DType::Float16;
-}
-template <>
-constexpr DType dtype_of<BFloat16>() {
-  return DType::BFloat16;
-}
-template <>
-constexpr DType dtype_of<int32_t>() {
-  return DType::Int32;
-}
-template <>
-constexpr DType dtype_of<int64_t>() {
-  return DType::Int64;
-}
-template <>
-constexpr DType dtype_of<bool>() {
-  return DType::Bool;
+constexpr DType dtype_of() {
+  if constexpr (std::is_same_v<T, float>)
+    return DType::Float32;
+  else if constexpr (std::is_same_v<T, double>)
+    return DType::Float64;
+  else if constexpr (std::is_same_v<T, Half>)
+    return DType::Float16;
+  else if constexpr (std::is_same_v<T, BFloat16>)
+    return DType::BFloat16;
+  else if constexpr (std::is_same_v<T, int32_t>)
+    return DType::Int32;
+  else if constexpr (std::is_same_v<T, int64_t>)
+    return DType::Int64;
+  else if constexpr (std::is_same_v<T, bool>)
+    return DType::Bool;
+  else
+    static_assert(sizeof(T) == 0, "no SpiralTorch dtype stores this C++ type");
 }
 
 // Calls fn(T{}) with T the C++ type of `dtype`: the one switch over dtypes that kernels use.
