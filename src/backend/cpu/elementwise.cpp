@@ -1,5 +1,6 @@
 // Elementwise kernels: unary, binary and where, for every dtype where the op means something.
 
+#include <array>
 #include <cmath>
 #include <iterator>
 #include <numbers>
@@ -50,10 +51,23 @@ void map(int64_t cost, Fn fn, const Tensor& out, const Tensors&... in) {
       });
       return;
     }
-    // Operand K + 1 is input K.
+    // Runs along the innermost dim (operand K + 1 is input K). A run that every operand walks with
+    // unit stride, as a bias add's rows, is a plain loop the compiler vectorizes.
     const auto strided = [&]<size_t... K>(std::index_sequence<K...>) {
-      parallel_for_each_offset(layout, cost, [&](const auto& at) {
-        o[at[0]] = TOut(fn(static_cast<calc_t<TIn>>(x[at[K + 1]])...));
+      const int64_t out_step = layout.inner_stride(0);
+      const std::array<int64_t, sizeof...(TIn)> step{layout.inner_stride(K + 1)...};
+      const bool dense = out_step == 1 && ((step[K] == 1) && ...);
+      parallel_for(layout.numel, cost, [&](int64_t begin, int64_t end) {
+        for_each_run(layout, begin, end, [&](const auto& at, int64_t n) {
+          TOut* out = o + at[0];
+          if (dense) {
+            for (int64_t j = 0; j < n; ++j)
+              out[j] = TOut(fn(static_cast<calc_t<TIn>>(x[at[K + 1] + j])...));
+          } else {
+            for (int64_t j = 0; j < n; ++j)
+              out[j * out_step] = TOut(fn(static_cast<calc_t<TIn>>(x[at[K + 1] + j * step[K]])...));
+          }
+        });
       });
     };
     strided(std::index_sequence_for<TIn...>{});
