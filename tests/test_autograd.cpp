@@ -221,6 +221,13 @@ TEST_P(Gradcheck, MaxMin) {
     }
   }
   check("max full", [](const Inputs& x) { return st::max(x[0]); }, {distinct_random({4, 5}, rng)});
+  check("amax dims 0 2",
+        [](const Inputs& x) {
+          return st::amax(x[0], {0, 2});
+        },
+        {distinct_random({3, 4, 2}, rng)});
+  check("amin dim -1 keepdim", [](const Inputs& x) { return st::amin(x[0], {-1}, true); },
+        {distinct_random({3, 4, 2}, rng)});
   check("min full", [](const Inputs& x) { return st::min(x[0]); }, {distinct_random({4, 5}, rng)});
   check("min full transposed", [](const Inputs& x) { return st::min(x[0].t()); },
         {distinct_random({3, 5}, rng)});

@@ -190,6 +190,10 @@ TEST_P(Engine, FullMaxSharesTheGradientAmongTies) {
   Tensor y = leaf(NDArray({1, 5}, {1, 3, -2, 3, 0}));
   std::get<0>(st::max(y, 1)).sum().backward();
   EXPECT_CLOSE(y.grad(), NDArray({1, 5}, {0, 1, 0, 0, 0}), kExact);
+  // amax over some dims splits among the ties of each reduced slice.
+  Tensor z = leaf(NDArray({2, 3}, {4, 4, 1, 0, 2, 2}));
+  st::amax(z, {1}).sum().backward();
+  EXPECT_CLOSE(z.grad(), NDArray({2, 3}, {0.5, 0.5, 0, 0, 0.5, 0.5}), kExact);
 }
 
 TEST_P(Engine, SplitWithOnlySomeOutputsUsed) {

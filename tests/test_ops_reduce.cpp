@@ -1,6 +1,7 @@
-// Conformance suite, reductions: sum, mean, max/min (full and with indices), argmax/argmin and
-// sum_to, over single dims, several dims, all dims, negative dims, keepdim on and off.
+// Conformance suite, reductions: sum, mean, max/min (full, over sets of dims, and with indices),
+// argmax/argmin and sum_to, over single dims, several dims, all dims, negative dims, keepdim.
 
+#include <algorithm>
 #include <cmath>
 #include <functional>
 
@@ -122,6 +123,24 @@ TEST_P(Reduce, RandomShapesAndDims) {
     Tensor x = input(a, layout);
     NDArray mag = reduce_dims(map(a, [](double v) { return std::fabs(v); }), dims, keepdim, sum_of);
     EXPECT_CLOSE(st::sum(x, dims, keepdim), reduce_dims(a, dims, keepdim, sum_of), tol(), &mag);
+    bool reduces_empty_dim = false;
+    for (int64_t d = 0; d < ndim; ++d) {
+      const bool reduced = dims.empty() || std::count(dims.begin(), dims.end(), d) ||
+                           std::count(dims.begin(), dims.end(), d - ndim);
+      reduces_empty_dim = reduces_empty_dim || (reduced && shape[d] == 0);
+    }
+    if (!reduces_empty_dim) {  // amax over an empty dim is an error, as in PyTorch
+      EXPECT_EXACT(st::amax(x, dims, keepdim),
+                   reduce_dims(a, dims, keepdim, [](const std::vector<double>& v) {
+                     return extreme(v, true).first;
+                   }));
+      EXPECT_EXACT(st::amin(x, dims, keepdim),
+                   reduce_dims(a, dims, keepdim, [](const std::vector<double>& v) {
+                     return extreme(v, false).first;
+                   }));
+    } else {
+      EXPECT_THROW(st::amax(x, dims, keepdim), st::IndexError);
+    }
     int64_t dim = std::uniform_int_distribution<int64_t>(-ndim, ndim - 1)(rng);
     if (shape[wrap(dim, ndim)] > 0) {  // max over an empty dim is an error, as in PyTorch
       SCOPED_TRACE("max over dim " + std::to_string(dim));

@@ -193,13 +193,17 @@ void record_reduce(backend::ReduceOp op, const Tensor& x, const Tensor& out,
          });
 }
 
-void record_extreme(const char* name, const Tensor& x, const Tensor& out) {
+void record_extreme(const char* name, const Tensor& x, const Tensor& out,
+                    const std::vector<int64_t>& dims) {
   if (!needs_grad({x})) return;
   const Tensor y = out.detach();
+  const Shape kept = ops::keepdim_shape(x.shape(), dims);
+  const Shape dims_shape(dims.begin(), dims.end());
   record(name, {x}, {out},
-         [x = x.detach(), y](const Grads& g, auto&) {
-           const Tensor mask = as(eq(x, y), x.dtype());
-           return Grads{mul(mask, div(g[0], sum(mask)))};
+         [x = x.detach(), y, kept, dims_shape](const Grads& g, auto&) {
+           const Tensor mask = as(eq(x, y.reshape(kept)), x.dtype());
+           const Tensor ties = sum(mask, dims_shape, true);
+           return Grads{mul(mask, div(g[0].reshape(kept), ties))};
          },
          {x, y});
 }

@@ -15,8 +15,10 @@ void record_where(const Tensor& cond, const Tensor& a, const Tensor& b, const Te
 // sum and mean over `dims` (sorted); out has the keepdim shape or not.
 void record_reduce(backend::ReduceOp op, const Tensor& x, const Tensor& out,
                    const std::vector<int64_t>& dims);
-// max/min over all elements: the gradient is shared evenly among the elements equal to the result.
-void record_extreme(const char* name, const Tensor& x, const Tensor& out);
+// max/min over `dims` (sorted): the gradient is shared evenly among the elements equal to the
+// result.
+void record_extreme(const char* name, const Tensor& x, const Tensor& out,
+                    const std::vector<int64_t>& dims);
 // max/min along dim with indices: the gradient goes to the chosen index.
 void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values,
                         const Tensor& indices, int64_t dim, bool keepdim);

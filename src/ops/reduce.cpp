@@ -78,20 +78,25 @@ Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
   return out;
 }
 
-Tensor max(const Tensor& x) {
-  ST_CHECK(x.defined() && x.numel() > 0, IndexError,
-           "[max] cannot take the max of an empty tensor");
-  Tensor out = reduce(ReduceOp::Max, "max", x, {}, false);
-  autograd::record_extreme("MaxBackward", x, out);
+namespace {
+Tensor extreme(ReduceOp op, const char* name, const Tensor& x, const Shape& dims, bool keepdim) {
+  ops::check_defined(name, {&x});
+  ST_CHECK(x.numel() > 0 || !dims.empty(), IndexError, "[", name, "] cannot take the ", name,
+           " of an empty tensor");
+  Tensor out = reduce(op, name, x, dims, keepdim);
+  autograd::record_extreme(op == ReduceOp::Max ? "MaxBackward" : "MinBackward", x, out,
+                           ops::reduction_dims(name, x, dims));
   return out;
 }
+}  // namespace
 
-Tensor min(const Tensor& x) {
-  ST_CHECK(x.defined() && x.numel() > 0, IndexError,
-           "[min] cannot take the min of an empty tensor");
-  Tensor out = reduce(ReduceOp::Min, "min", x, {}, false);
-  autograd::record_extreme("MinBackward", x, out);
-  return out;
+Tensor max(const Tensor& x) { return extreme(ReduceOp::Max, "max", x, {}, false); }
+Tensor min(const Tensor& x) { return extreme(ReduceOp::Min, "min", x, {}, false); }
+Tensor amax(const Tensor& x, const Shape& dims, bool keepdim) {
+  return extreme(ReduceOp::Max, "amax", x, dims, keepdim);
+}
+Tensor amin(const Tensor& x, const Shape& dims, bool keepdim) {
+  return extreme(ReduceOp::Min, "amin", x, dims, keepdim);
 }
 
 std::tuple<Tensor, Tensor> max(const Tensor& x, int64_t dim, bool keepdim) {
