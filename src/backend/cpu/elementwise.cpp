@@ -37,6 +37,20 @@ using calc_t = std::conditional_t<std::is_same_v<T, bool>, int, compute_t<T>>;
 constexpr int64_t kCheap = 1;
 constexpr int64_t kMath = 8;
 
+// out[i] = fn(in[i]...) over [begin, end) of dense operands: the loop that vectorizes.
+template <typename TOut, typename Fn, typename... TIn>
+ST_CPU_CLONES void dense_loop(int64_t begin, int64_t end, Fn fn, TOut* out, const TIn*... in) {
+  for (int64_t i = begin; i < end; ++i) out[i] = TOut(fn(static_cast<calc_t<TIn>>(in[i])...));
+}
+
+// The same over n elements at the given strides (0 for a broadcast operand).
+template <typename TOut, typename Fn, typename... TIn, typename... Steps>
+ST_CPU_CLONES void strided_loop(int64_t n, Fn fn, TOut* out, int64_t out_step,
+                                std::pair<const TIn*, Steps>... in) {
+  for (int64_t j = 0; j < n; ++j)
+    out[j * out_step] = TOut(fn(static_cast<calc_t<TIn>>(in.first[j * in.second])...));
+}
+
 // out[i] = fn(in[i]...), with loads converted to calc types and the result to TOut. fn is inlined
 // into the loops, so the contiguous one vectorizes.
 template <typename TOut, typename... TIn, typename Fn, typename... Tensors>
@@ -46,9 +60,8 @@ void map(int64_t cost, Fn fn, const Tensor& out, const Tensors&... in) {
   const auto layout = StridedLayout<1 + sizeof...(TIn)>::of(out, in...);
   const auto run = [&](const TIn*... x) {
     if (layout.contiguous()) {
-      parallel_for(layout.numel, cost, [&](int64_t begin, int64_t end) {
-        for (int64_t i = begin; i < end; ++i) o[i] = TOut(fn(static_cast<calc_t<TIn>>(x[i])...));
-      });
+      parallel_for(layout.numel, cost,
+                   [&](int64_t begin, int64_t end) { dense_loop(begin, end, fn, o, x...); });
       return;
     }
     // Runs along the innermost dim (operand K + 1 is input K). A run that every operand walks with
@@ -61,11 +74,9 @@ void map(int64_t cost, Fn fn, const Tensor& out, const Tensors&... in) {
         for_each_run(layout, begin, end, [&](const auto& at, int64_t n) {
           TOut* out = o + at[0];
           if (dense) {
-            for (int64_t j = 0; j < n; ++j)
-              out[j] = TOut(fn(static_cast<calc_t<TIn>>(x[at[K + 1] + j])...));
+            dense_loop(0, n, fn, out, (x + at[K + 1])...);
           } else {
-            for (int64_t j = 0; j < n; ++j)
-              out[j * out_step] = TOut(fn(static_cast<calc_t<TIn>>(x[at[K + 1] + j * step[K]])...));
+            strided_loop(n, fn, out, out_step, std::pair{x + at[K + 1], step[K]}...);
           }
         });
       });

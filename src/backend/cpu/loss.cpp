@@ -32,7 +32,7 @@ struct LogSumExp {
 };
 
 template <typename T, typename C = compute_t<T>>
-LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
+ST_CPU_CLONES LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
   C hi = -std::numeric_limits<C>::infinity();
 #pragma omp simd reduction(max : hi)
   for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
@@ -62,6 +62,12 @@ void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& lo
   });
 }
 
+// g = softmax(x) * scale for one row, given the row's logsumexp.
+template <typename T, typename C = compute_t<T>>
+ST_CPU_CLONES void scaled_softmax_row(const T* x, T* g, int64_t cols, C lse, C scale) {
+  for (int64_t c = 0; c < cols; ++c) g[c] = T(exp_of(static_cast<C>(x[c]) - lse) * scale);
+}
+
 template <typename T>
 void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_loss,
                                   const Tensor& logits, const Tensor& lse,
@@ -80,12 +86,10 @@ void cross_entropy_backward_typed(const Tensor& grad_logits, const Tensor& grad_
         std::fill(g, g + cols, T(C(0)));
         continue;
       }
-      const C row_lse = lses[r];
-      const C scale = grad[r];
-      for (int64_t c = 0; c < cols; ++c) g[c] = T(exp_of(static_cast<C>(x[c]) - row_lse) * scale);
+      scaled_softmax_row(x, g, cols, lses[r], grad[r]);
       // The target's entry again from its probability, not from the rounded value just stored.
       const int64_t t = target[r];
-      g[t] = T((exp_of(static_cast<C>(x[t]) - row_lse) - C(1)) * scale);
+      g[t] = T((exp_of(static_cast<C>(x[t]) - lses[r]) - C(1)) * grad[r]);
     }
   });
 }

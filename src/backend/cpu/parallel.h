@@ -8,6 +8,16 @@
 
 namespace st::backend::cpu {
 
+// Marks a kernel's innermost loop function to be compiled twice, for x86-64-v3 (AVX2, FMA) and for
+// the baseline, the loader picking one for the machine: the library itself targets the baseline.
+// Keep it off functions that open OpenMP regions (the outlined region would not be cloned).
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_ADDRESS__)
+#define ST_CPU_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define ST_CPU_CLONES
+#endif
+
 // Work items (elements, or rows times row length) below which a loop stays on one thread. Waking
 // the thread team costs microseconds, and far more when the cores are busy with other processes,
 // so only loops that run well past that go parallel.

@@ -36,6 +36,37 @@ struct Rows {
   }
 };
 
+// One row of softmax (or log_softmax) over `cols` values. The 16-bit types keep exp(x - max) in
+// the f32 row `exps`; the others write it straight to y.
+template <typename T>
+ST_CPU_CLONES void softmax_row(const T* x, T* y, int64_t cols, bool log, compute_t<T>* exps) {
+  using C = compute_t<T>;
+  C hi = -std::numeric_limits<C>::infinity();
+#pragma omp simd reduction(max : hi)
+  for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
+  C sum = 0;
+  if (log) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t c = 0; c < cols; ++c) sum += exp_of(static_cast<C>(x[c]) - hi);
+    const C log_sum = std::log(sum);
+    // (x - max) - log(sum), not x - lse: keeps log(sum)'s digits when the max is large.
+    for (int64_t c = 0; c < cols; ++c) y[c] = T((static_cast<C>(x[c]) - hi) - log_sum);
+    return;
+  }
+  C* ex = nullptr;
+  if constexpr (std::is_same_v<T, C>)
+    ex = y;
+  else
+    ex = exps;
+#pragma omp simd reduction(+ : sum)
+  for (int64_t c = 0; c < cols; ++c) {
+    ex[c] = exp_of(static_cast<C>(x[c]) - hi);
+    sum += ex[c];
+  }
+  const C inv = C(1) / sum;
+  for (int64_t c = 0; c < cols; ++c) y[c] = T(ex[c] * inv);
+}
+
 template <typename T>
 void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
   using C = compute_t<T>;
@@ -43,66 +74,41 @@ void softmax_typed(const Tensor& out, const Tensor& in, bool log) {
   const T* src = in.data<T>();
   T* dst = out.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
-    // exp(x - max) goes straight to out, or for the 16-bit types to an f32 row first.
     std::vector<C> exps(std::is_same_v<T, C> ? 0 : cols);
-    for (int64_t r = b; r < e; ++r) {
-      const T* x = src + r * cols;
-      T* y = dst + r * cols;
-      C hi = -std::numeric_limits<C>::infinity();
-#pragma omp simd reduction(max : hi)
-      for (int64_t c = 0; c < cols; ++c) hi = std::max(hi, static_cast<C>(x[c]));
-      C sum = 0;
-      if (log) {
-#pragma omp simd reduction(+ : sum)
-        for (int64_t c = 0; c < cols; ++c) sum += exp_of(static_cast<C>(x[c]) - hi);
-        const C log_sum = std::log(sum);
-        // (x - max) - log(sum), not x - lse: keeps log(sum)'s digits when the max is large.
-        for (int64_t c = 0; c < cols; ++c) y[c] = T((static_cast<C>(x[c]) - hi) - log_sum);
-        continue;
-      }
-      C* ex = nullptr;
-      if constexpr (std::is_same_v<T, C>)
-        ex = y;
-      else
-        ex = exps.data();
-#pragma omp simd reduction(+ : sum)
-      for (int64_t c = 0; c < cols; ++c) {
-        ex[c] = exp_of(static_cast<C>(x[c]) - hi);
-        sum += ex[c];
-      }
-      const C inv = C(1) / sum;
-      for (int64_t c = 0; c < cols; ++c) y[c] = T(ex[c] * inv);
-    }
+    for (int64_t r = b; r < e; ++r)
+      softmax_row(src + r * cols, dst + r * cols, cols, log, exps.data());
   });
+}
+
+// One row of the backward: the row-wise dot, then the fused update.
+template <typename T>
+ST_CPU_CLONES void softmax_backward_row(const T* g, const T* y, T* gi, int64_t cols, bool log) {
+  using C = compute_t<T>;
+  C dot = 0;  // sum(g * y), or sum(g) for log-softmax
+  if (log) {
+#pragma omp simd reduction(+ : dot)
+    for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]);
+    for (int64_t c = 0; c < cols; ++c)
+      gi[c] = T(static_cast<C>(g[c]) - exp_of(static_cast<C>(y[c])) * dot);
+  } else {
+#pragma omp simd reduction(+ : dot)
+    for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]) * static_cast<C>(y[c]);
+    for (int64_t c = 0; c < cols; ++c)
+      gi[c] = T(static_cast<C>(y[c]) * (static_cast<C>(g[c]) - dot));
+  }
 }
 
 template <typename T>
 void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
                             bool log) {
-  using C = compute_t<T>;
   const int64_t rows = out.shape()[0], cols = out.shape()[1];
   const Rows<T> grads(grad_out);
   const T* ys = out.data<T>();
   T* dst = grad_in.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     std::vector<T> buf;
-    for (int64_t r = b; r < e; ++r) {
-      const T* g = grads.row(r, buf);
-      const T* y = ys + r * cols;
-      T* gi = dst + r * cols;
-      C dot = 0;  // sum(g * y), or sum(g) for log-softmax
-      if (log) {
-#pragma omp simd reduction(+ : dot)
-        for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]);
-        for (int64_t c = 0; c < cols; ++c)
-          gi[c] = T(static_cast<C>(g[c]) - exp_of(static_cast<C>(y[c])) * dot);
-      } else {
-#pragma omp simd reduction(+ : dot)
-        for (int64_t c = 0; c < cols; ++c) dot += static_cast<C>(g[c]) * static_cast<C>(y[c]);
-        for (int64_t c = 0; c < cols; ++c)
-          gi[c] = T(static_cast<C>(y[c]) * (static_cast<C>(g[c]) - dot));
-      }
-    }
+    for (int64_t r = b; r < e; ++r)
+      softmax_backward_row(grads.row(r, buf), ys + r * cols, dst + r * cols, cols, log);
   });
 }
 
