@@ -1,5 +1,6 @@
 // CPU measurements of the costs that bound eager training: the fixed overhead of one tiny op, what
-// autograd adds per op, and GEMM throughput next to OpenBLAS called directly. See RESULTS.md.
+// autograd adds per op, GEMM throughput next to OpenBLAS called directly, and the row-wise and
+// elementwise kernels against copy bandwidth. See RESULTS.md.
 
 #include <benchmark/benchmark.h>
 #include <cblas.h>
@@ -37,7 +38,7 @@ void BM_TinyAddInPlace(benchmark::State& state) {
 }
 BENCHMARK(BM_TinyAddInPlace);
 
-// A tensor times a number: the number becomes a 0-dim tensor first, as in PyTorch.
+// A float tensor times a number: one fused x * alpha + beta kernel, no 0-dim tensor made.
 void BM_TinyMulScalar(benchmark::State& state) {
   const st::Tensor a = st::ones({4});
   for (auto _ : state) {
@@ -119,6 +120,59 @@ void BM_CblasSgemm(benchmark::State& state) {
   set_gemm_counter(state, n);
 }
 BENCHMARK(BM_CblasSgemm)->Arg(2048)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+// Row-wise and elementwise kernels on a [4096, 1024] float32 tensor (16 MiB). Each reports the
+// bytes it must move (read input, write output; cross_entropy's backward also reads the logits
+// again) as bytes/s, read against BM_Copy, the memory floor.
+constexpr int64_t kRows = 4096, kCols = 1024;
+constexpr double kTensorBytes = kRows * kCols * 4.0;
+
+void set_bytes(benchmark::State& state, double bytes_per_iteration) {
+  state.counters["bytes/s"] =
+      benchmark::Counter(bytes_per_iteration, benchmark::Counter::kIsIterationInvariantRate);
+}
+
+void BM_Copy(benchmark::State& state) {
+  const st::Tensor x = st::randn({kRows, kCols});
+  for (auto _ : state) benchmark::DoNotOptimize(x.clone().data_ptr());
+  set_bytes(state, 2 * kTensorBytes);
+}
+BENCHMARK(BM_Copy)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// contiguous() of a transposed view: the same bytes as a copy, read across rows.
+void BM_TransposedCopy(benchmark::State& state) {
+  const st::Tensor x = st::randn({kCols, kRows}).t();
+  for (auto _ : state) benchmark::DoNotOptimize(x.contiguous().data_ptr());
+  set_bytes(state, 2 * kTensorBytes);
+}
+BENCHMARK(BM_TransposedCopy)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Gelu(benchmark::State& state) {
+  const st::Tensor x = st::randn({kRows, kCols});
+  for (auto _ : state) benchmark::DoNotOptimize(st::gelu(x).data_ptr());
+  set_bytes(state, 2 * kTensorBytes);
+}
+BENCHMARK(BM_Gelu)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+void BM_Softmax(benchmark::State& state) {
+  const st::Tensor x = st::randn({kRows, kCols});
+  for (auto _ : state) benchmark::DoNotOptimize(st::softmax(x, -1).data_ptr());
+  set_bytes(state, 2 * kTensorBytes);
+}
+BENCHMARK(BM_Softmax)->Unit(benchmark::kMicrosecond)->UseRealTime();
+
+// Forward and backward of the fused loss: logits read twice, their gradient written once.
+void BM_CrossEntropy(benchmark::State& state) {
+  st::Tensor logits = st::randn({kRows, kCols});
+  logits.set_requires_grad(true);
+  const st::Tensor target = st::argmax(st::randn({kRows, kCols}), -1);
+  for (auto _ : state) {
+    st::cross_entropy(logits, target).backward();
+    benchmark::DoNotOptimize(logits.grad().data_ptr());
+  }
+  set_bytes(state, 3 * kTensorBytes);
+}
+BENCHMARK(BM_CrossEntropy)->Unit(benchmark::kMicrosecond)->UseRealTime();
 
 }  // namespace
 
