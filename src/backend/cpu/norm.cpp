@@ -1,7 +1,8 @@
 // Layer norm over the last dim of [rows, cols], forward and backward; rows run in parallel.
 // Row statistics use two passes (mean, then squared deviations) accumulated in compute_t over SIMD
 // lanes; the variance is the biased one, as in torch. The weight and bias gradients sum over all
-// rows, so they accumulate in double, in per-chunk partial sums added in chunk order afterwards.
+// rows: in the compute type over blocks of 32 rows, then in double, in per-chunk partial sums added
+// in chunk order afterwards.
 
 #include <omp.h>
 
@@ -66,6 +67,31 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
 // With xhat = (x - mean) * rstd and g = grad_out * weight:
 //   grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)),
 //   grad_weight = sum over rows of grad_out * xhat,  grad_bias = sum over rows of grad_out.
+// Rows whose weight and bias terms are summed in the compute type before joining the double
+// partials: short enough to keep f32 sums accurate, long enough to keep the row loop vectorized.
+constexpr int64_t kBlockRows = 32;
+
+// One row of the backward: writes grad_x and adds the row's terms to the block sums bw, bb.
+template <typename T, typename C = compute_t<T>>
+ST_CPU_CLONES void layer_norm_backward_row(const T* go, const T* xr, T* gx, const C* w, C mu, C rs,
+                                           int64_t cols, C* xhat, C* bw, C* bb) {
+  C sum_g = 0, sum_gx = 0;
+#pragma omp simd reduction(+ : sum_g, sum_gx)
+  for (int64_t c = 0; c < cols; ++c) {
+    xhat[c] = (static_cast<C>(xr[c]) - mu) * rs;
+    const C g = static_cast<C>(go[c]) * w[c];
+    sum_g += g;
+    sum_gx += g * xhat[c];
+  }
+  const C mean_g = sum_g / static_cast<C>(cols), mean_gx = sum_gx / static_cast<C>(cols);
+  for (int64_t c = 0; c < cols; ++c) {
+    const C g = static_cast<C>(go[c]);
+    gx[c] = T(rs * (g * w[c] - mean_g - xhat[c] * mean_gx));
+    bw[c] += g * xhat[c];
+    bb[c] += g;
+  }
+}
+
 template <typename T>
 void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
                                const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
@@ -86,32 +112,22 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
   const int64_t chunks = std::clamp(rows * cols / kParallelGrain, int64_t{1}, max_chunks);
   std::vector<double> part_w(chunks * cols), part_b(chunks * cols);
   parallel_for(chunks, rows * cols / chunks, [&](int64_t chunk_begin, int64_t chunk_end) {
-    std::vector<C> xhat_row(cols);
-    C* xhat = xhat_row.data();  // raw pointers let the compiler vectorize the loops below
-    const C* wp = w.data();
+    std::vector<C> xhat(cols), block_w(cols), block_b(cols);
     for (int64_t chunk = chunk_begin; chunk < chunk_end; ++chunk) {
       double* pw = part_w.data() + chunk * cols;
       double* pb = part_b.data() + chunk * cols;
-      for (int64_t r = rows * chunk / chunks; r < rows * (chunk + 1) / chunks; ++r) {
-        const T* go = grads + r * cols;
-        const T* xr = src + r * cols;
-        T* gx = dst + r * cols;
-        const C mu = means[r];
-        const C rs = rstds[r];
-        C sum_g = 0, sum_gx = 0;
-#pragma omp simd reduction(+ : sum_g, sum_gx)
-        for (int64_t c = 0; c < cols; ++c) {
-          xhat[c] = (static_cast<C>(xr[c]) - mu) * rs;
-          const C g = static_cast<C>(go[c]) * wp[c];
-          sum_g += g;
-          sum_gx += g * xhat[c];
-        }
-        const C mean_g = sum_g / static_cast<C>(cols), mean_gx = sum_gx / static_cast<C>(cols);
-        for (int64_t c = 0; c < cols; ++c) {
-          const C g = static_cast<C>(go[c]);
-          gx[c] = T(rs * (g * wp[c] - mean_g - xhat[c] * mean_gx));
-          pw[c] += static_cast<double>(g * xhat[c]);
-          pb[c] += static_cast<double>(g);
+      const int64_t first = rows * chunk / chunks, last = rows * (chunk + 1) / chunks;
+      for (int64_t r = first; r < last; ++r) {
+        layer_norm_backward_row(grads + r * cols, src + r * cols, dst + r * cols, w.data(),
+                                means[r], rstds[r], cols, xhat.data(), block_w.data(),
+                                block_b.data());
+        if ((r - first) % kBlockRows == kBlockRows - 1 || r == last - 1) {
+          for (int64_t c = 0; c < cols; ++c) {
+            pw[c] += static_cast<double>(block_w[c]);
+            pb[c] += static_cast<double>(block_b[c]);
+          }
+          std::fill(block_w.begin(), block_w.end(), C(0));
+          std::fill(block_b.begin(), block_b.end(), C(0));
         }
       }
     }
