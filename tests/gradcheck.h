@@ -129,4 +129,63 @@ inline ::testing::AssertionResult gradcheck(const GradFn& f, const std::vector<N
   return ::testing::AssertionSuccess();
 }
 
+// The gradients f's backward computes in `dtype` (f32, f16, bf16: the lower-precision backward
+// kernels), against central finite differences of f evaluated in float64. Inputs and the weighting
+// w should be exact in `dtype` (grid_random values are), so that only the computation differs.
+inline ::testing::AssertionResult gradcheck_in(DType dtype, const GradFn& f,
+                                               const std::vector<NDArray>& inputs, Device device,
+                                               Tolerance tol, double eps = 1e-6) {
+  std::vector<Tensor> leaves;
+  for (const NDArray& input : inputs) {
+    Tensor leaf = make_tensor(input, dtype, device);
+    leaf.set_requires_grad(true);
+    leaves.push_back(leaf);
+  }
+  Tensor out = f(leaves);
+  if (out.dtype() != dtype) {
+    return ::testing::AssertionFailure()
+           << "output dtype " << out.dtype() << ", expected " << dtype;
+  }
+  std::mt19937 rng(99);
+  NDArray w = grid_random(out.shape(), rng, -1, 1);
+  st::sum(st::mul(out, make_tensor(w, dtype, device))).backward();
+
+  std::vector<NDArray> values = inputs;
+  auto evaluate = [&] {
+    st::NoGradGuard no_grad;
+    std::vector<Tensor> args;
+    for (const auto& v : values) args.push_back(make_tensor(v, DType::Float64, device));
+    return detail::weighted_sum(f(args), w);
+  };
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (!leaves[i].grad().defined())
+      return ::testing::AssertionFailure() << "input " << i << " has no grad";
+    const std::vector<double> analytic = to_f64(leaves[i].grad());
+    NDArray numeric(inputs[i].shape);
+    for (int64_t j = 0; j < inputs[i].numel(); ++j) {
+      const double x0 = values[i][j];
+      values[i][j] = x0 + eps;
+      const double plus = evaluate();
+      values[i][j] = x0 - eps;
+      const double minus = evaluate();
+      values[i][j] = x0;
+      numeric[j] = (plus - minus) / (2 * eps);
+    }
+    // Errors are judged against the largest gradient element: low-precision sums lose digits
+    // relative to their biggest terms, not to each result.
+    double scale = 0;
+    for (double v : numeric.data) scale = std::max(scale, std::fabs(v));
+    for (int64_t j = 0; j < inputs[i].numel(); ++j) {
+      const double allowed = tol.atol + tol.rtol * std::max(std::fabs(numeric[j]), scale);
+      if (!(std::fabs(analytic[j] - numeric[j]) <= allowed)) {
+        return ::testing::AssertionFailure()
+               << dtype << " grad of input " << i << " at "
+               << index_str(unravel(j, inputs[i].shape)) << ": backward " << analytic[j]
+               << ", finite difference " << numeric[j] << " (allowed error " << allowed << ")";
+      }
+    }
+  }
+  return ::testing::AssertionSuccess();
+}
+
 }  // namespace st_test

@@ -472,6 +472,78 @@ TEST_P(Gradcheck, Composite) {
         {u({4, 3}), u({3, 5}), u({5}), u({5, 3})}, {.atol = 1e-6});
 }
 
+// The backward kernels of f32, f16 and bf16 against float64 finite differences: the gradchecks
+// above run in float64 only, and these dtypes have kernels of their own (fused derivatives,
+// polynomial exp/erf in f32, 16-bit storage with f32 arithmetic).
+class LowPrecisionGrad : public ::testing::TestWithParam<std::tuple<Device, DType>> {
+ public:
+  Device device() const { return std::get<0>(GetParam()); }
+  DType dtype() const { return std::get<1>(GetParam()); }
+  // Gradients are compared with a tolerance relative to their largest element; 16-bit results
+  // carry 8 (bf16) or 11 (f16) significant bits through several rounded steps.
+  Tolerance tol() const {
+    switch (dtype()) {
+      case DType::Float32: return {1e-4, 1e-6};
+      case DType::Float16: return {1e-2, 1e-4};
+      default: return {6e-2, 1e-3};
+    }
+  }
+  NDArray g(const Shape& shape, double lo = -2, double hi = 2) {
+    return grid_random(shape, rng, lo, hi);
+  }
+  void check(const std::string& name, const GradFn& f, const std::vector<NDArray>& inputs) {
+    SCOPED_TRACE(name);
+    EXPECT_TRUE(gradcheck_in(dtype(), f, inputs, device(), tol()));
+  }
+  std::mt19937 rng{2718};
+};
+
+TEST_P(LowPrecisionGrad, ElementwiseFusedDerivatives) {
+  check("tanh", [](const Inputs& x) { return st::tanh(x[0]); }, {g({4, 6})});
+  check("sigmoid", [](const Inputs& x) { return st::sigmoid(x[0]); }, {g({4, 6})});
+  check("relu", [](const Inputs& x) { return st::relu(x[0]); },
+        {grid_random_away_from_zero({4, 6}, rng, 0.25, 2)});
+  check("gelu erf", [](const Inputs& x) { return st::gelu(x[0]); }, {g({4, 6}, -4, 4)});
+  check("gelu tanh", [](const Inputs& x) { return st::gelu(x[0], st::GeluApproximate::Tanh); },
+        {g({4, 6}, -4, 4)});
+  check("exp", [](const Inputs& x) { return st::exp(x[0]); }, {g({4, 6})});
+  check("log sqrt", [](const Inputs& x) { return st::log(x[0]) + st::sqrt(x[0]); },
+        {g({4, 6}, 0.5, 3)});
+  check("mul div broadcast", [](const Inputs& x) { return x[0] * x[1] / x[2]; },
+        {g({3, 4}), g({4}), g({3, 1}, 1, 2)});
+}
+
+TEST_P(LowPrecisionGrad, RowWiseKernels) {
+  check("softmax", [](const Inputs& x) { return st::softmax(x[0], -1); }, {g({5, 16})});
+  check("log_softmax dim 0", [](const Inputs& x) { return st::log_softmax(x[0], 0); }, {g({6, 5})});
+  check("layer_norm", [](const Inputs& x) { return st::layer_norm(x[0], {24}, x[1], x[2]); },
+        {g({40, 24}), g({24}, 0.5, 1.5), g({24})});
+  Tensor target = make_tensor(NDArray({6}, {1, 3, -100, 0, 3, 7}), DType::Int64, device());
+  check("cross_entropy", [target](const Inputs& x) { return st::cross_entropy(x[0], target); },
+        {g({6, 8})});
+  Tensor indices = make_tensor(NDArray({5}, {0, 2, 0, 3, 2}), DType::Int64, device());
+  check("embedding", [indices](const Inputs& x) { return st::embedding(x[0], indices); },
+        {g({4, 6})});
+}
+
+TEST_P(LowPrecisionGrad, MatmulAndReductions) {
+  check("matmul batched", [](const Inputs& x) { return st::matmul(x[0], x[1].transpose(-1, -2)); },
+        {g({2, 3, 8}), g({2, 5, 8})});
+  check("sum mean", [](const Inputs& x) { return st::sum(x[0], {1}) + st::mean(x[0], {1}); },
+        {g({4, 7})});
+  check("amax", [](const Inputs& x) { return st::amax(x[0], {0}); },
+        {NDArray({3, 2}, {1, -1, 2, 0.5, -3, 0.25})});
+}
+
+INSTANTIATE_TEST_SUITE_P(Autograd, LowPrecisionGrad,
+                         ::testing::Combine(::testing::ValuesIn(st::available_devices()),
+                                            ::testing::Values(DType::Float32, DType::Float16,
+                                                              DType::BFloat16)),
+                         [](const auto& info) {
+                           return std::get<0>(info.param).str() + "_" +
+                                  std::string(st::dtype_name(std::get<1>(info.param)));
+                         });
+
 INSTANTIATE_TEST_SUITE_P(Autograd, Gradcheck, ::testing::ValuesIn(st::available_devices()),
                          DeviceName());
 
