@@ -656,6 +656,18 @@ inline std::string device_name(const Device& d) { return sanitize(d.str()); }
 
 using DeviceDType = std::tuple<Device, DType>;
 
+// Base of the suites parameterized over (device, dtype): inputs are made on the device under test
+// in the dtype under test.
+class DeviceDTypeTest : public ::testing::TestWithParam<DeviceDType> {
+ protected:
+  Device device() const { return std::get<0>(GetParam()); }
+  DType dtype() const { return std::get<1>(GetParam()); }
+  Tolerance tol() const { return tolerance_for(dtype()); }
+  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
+    return make_tensor(a, dtype(), device(), layout);
+  }
+};
+
 struct DeviceDTypeName {
   std::string operator()(const ::testing::TestParamInfo<DeviceDType>& info) const {
     return device_name(std::get<0>(info.param)) + "_" +

@@ -10,14 +10,8 @@
 namespace st_test {
 namespace {
 
-class NNOps : public ::testing::TestWithParam<DeviceDType> {
+class NNOps : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
-  Tolerance tol() const { return tolerance_for(dtype()); }
-  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
-    return make_tensor(a, dtype(), device(), layout);
-  }
   std::mt19937 rng{31337};
 };
 

@@ -13,15 +13,8 @@ namespace {
 
 using st::Scalar;
 
-class Elementwise : public ::testing::TestWithParam<DeviceDType> {
+class Elementwise : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
-  Tolerance tol() const { return tolerance_for(dtype()); }
-  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
-    return make_tensor(a, dtype(), device(), layout);
-  }
-
   // Runs op on random inputs in [lo, hi] of several shapes and layouts (size-0 and size-1 dims,
   // 0-d, transposed, strided with an offset, expanded) and compares with ref applied per element.
   void check_unary(const std::function<Tensor(const Tensor&)>& op,
@@ -411,13 +404,8 @@ INSTANTIATE_TEST_SUITE_P(Ops, Elementwise,
 // ---------------------------------------------------------------------------------------------
 // Integer and bool inputs.
 
-class IntElementwise : public ::testing::TestWithParam<DeviceDType> {
+class IntElementwise : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
-  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
-    return make_tensor(a, dtype(), device(), layout);
-  }
   std::mt19937 rng{777};
 };
 

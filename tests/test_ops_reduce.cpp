@@ -10,14 +10,8 @@
 namespace st_test {
 namespace {
 
-class Reduce : public ::testing::TestWithParam<DeviceDType> {
+class Reduce : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
-  Tolerance tol() const { return tolerance_for(dtype()); }
-  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
-    return make_tensor(a, dtype(), device(), layout);
-  }
   std::mt19937 rng{4242};
 };
 
@@ -307,10 +301,8 @@ INSTANTIATE_TEST_SUITE_P(Ops, Reduce,
                                             ::testing::ValuesIn(float_dtypes())),
                          DeviceDTypeName());
 
-class IntReduce : public ::testing::TestWithParam<DeviceDType> {
+class IntReduce : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
   std::mt19937 rng{99};
 };
 

@@ -16,13 +16,8 @@ struct InPlaceCase {
   std::function<NDArray()> ref;
 };
 
-class Shapes : public ::testing::TestWithParam<DeviceDType> {
+class Shapes : public DeviceDTypeTest {
  protected:
-  Device device() const { return std::get<0>(GetParam()); }
-  DType dtype() const { return std::get<1>(GetParam()); }
-  Tensor input(const NDArray& a, Layout layout = Layout::Contiguous) const {
-    return make_tensor(a, dtype(), device(), layout);
-  }
   // Distinct values 1, 2, 3, ... (exact in every dtype up to 256 elements).
   static NDArray iota(const Shape& shape, double start = 1) {
     NDArray a(shape);
