@@ -105,19 +105,18 @@ Grads AccumulateGrad::apply(const Grads& grad_outputs) {
   return {};
 }
 
-bool needs_grad(std::initializer_list<Tensor> inputs) {
+namespace {
+template <typename Tensors>
+bool any_requires_grad(const Tensors& inputs) {
   if (!grad_enabled) return false;
   for (const Tensor& t : inputs)
     if (t.defined() && t.requires_grad()) return true;
   return false;
 }
+}  // namespace
 
-bool needs_grad(const std::vector<Tensor>& inputs) {
-  if (!grad_enabled) return false;
-  for (const Tensor& t : inputs)
-    if (t.defined() && t.requires_grad()) return true;
-  return false;
-}
+bool needs_grad(std::initializer_list<Tensor> inputs) { return any_requires_grad(inputs); }
+bool needs_grad(const std::vector<Tensor>& inputs) { return any_requires_grad(inputs); }
 
 Edge gradient_edge(const Tensor& t) {
   if (!t.defined() || !t.requires_grad()) return {};

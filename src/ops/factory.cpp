@@ -152,16 +152,14 @@ static Tensor copy_to(const Tensor& x, Device device, DType dtype, const char* o
     out = new_tensor(x.shape(), dtype, device);
     if (out.numel() > 0) backend_of(x).copy(out, x);
   } else {
-    Tensor source = x.contiguous().detach();
-    Tensor staging = new_tensor(x.shape(), x.dtype(), kCPU);
-    if (x.numel() > 0) {
-      if (source.device().is_cpu())
-        staging = source;
-      else
-        backend_of(source).copy_to_host(staging.data_ptr(), source);
+    const Tensor source = x.contiguous().detach();
+    Tensor host = source;
+    if (!source.device().is_cpu()) {
+      host = new_tensor(x.shape(), x.dtype(), kCPU);
+      if (x.numel() > 0) backend_of(source).copy_to_host(host.data_ptr(), source);
     }
     Tensor moved = new_tensor(x.shape(), x.dtype(), device);
-    if (x.numel() > 0) backend_of(moved).copy_from_host(moved, staging.data_ptr());
+    if (x.numel() > 0) backend_of(moved).copy_from_host(moved, host.data_ptr());
     out = moved;
     if (dtype != x.dtype()) {
       out = new_tensor(x.shape(), dtype, device);

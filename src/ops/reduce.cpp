@@ -10,6 +10,7 @@ using backend::ReduceOp;
 
 namespace {
 
+// op over `dims` of x, recording its backward rule.
 Tensor reduce(ReduceOp op, const char* name, const Tensor& x, const Shape& dims, bool keepdim) {
   ops::check_defined(name, {&x});
   const std::vector<int64_t> reduced = ops::reduction_dims(name, x, dims);
@@ -30,9 +31,14 @@ Tensor reduce(ReduceOp op, const char* name, const Tensor& x, const Shape& dims,
   } else if (out.numel() > 0) {
     ops::backend_of(x).reduce(op, out, x, reduced);
   }
-  if (!keepdim)
-    out = ops::raw_view(out, ops::squeezed_shape(kept, reduced),
-                        contiguous_strides(ops::squeezed_shape(kept, reduced)), 0);
+  if (!keepdim) {
+    const Shape shape = ops::squeezed_shape(kept, reduced);
+    out = ops::raw_view(out, shape, contiguous_strides(shape), 0);
+  }
+  if (op == ReduceOp::Sum || op == ReduceOp::Mean)
+    autograd::record_reduce(op, x, out, reduced);
+  else
+    autograd::record_extreme(op == ReduceOp::Max ? "MaxBackward" : "MinBackward", x, out, reduced);
   return out;
 }
 
@@ -67,26 +73,19 @@ std::tuple<Tensor, Tensor> extreme_dim(ArgReduceOp op, const char* name, const T
 }  // namespace
 
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
-  Tensor out = reduce(ReduceOp::Sum, "sum", x, dims, keepdim);
-  autograd::record_reduce(ReduceOp::Sum, x, out, ops::reduction_dims("sum", x, dims));
-  return out;
+  return reduce(ReduceOp::Sum, "sum", x, dims, keepdim);
 }
-
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
-  Tensor out = reduce(ReduceOp::Mean, "mean", x, dims, keepdim);
-  autograd::record_reduce(ReduceOp::Mean, x, out, ops::reduction_dims("mean", x, dims));
-  return out;
+  return reduce(ReduceOp::Mean, "mean", x, dims, keepdim);
 }
 
 namespace {
+// max/min without indices; all of an empty tensor has no extreme.
 Tensor extreme(ReduceOp op, const char* name, const Tensor& x, const Shape& dims, bool keepdim) {
   ops::check_defined(name, {&x});
   ST_CHECK(x.numel() > 0 || !dims.empty(), IndexError, "[", name, "] cannot take the ", name,
            " of an empty tensor");
-  Tensor out = reduce(op, name, x, dims, keepdim);
-  autograd::record_extreme(op == ReduceOp::Max ? "MaxBackward" : "MinBackward", x, out,
-                           ops::reduction_dims(name, x, dims));
-  return out;
+  return reduce(op, name, x, dims, keepdim);
 }
 }  // namespace
 
