@@ -330,6 +330,21 @@ TEST_P(Engine, InPlaceWithLiveViewsIsRefusedNotWrong) {
   EXPECT_CLOSE(base, NDArray(Shape{4}, std::vector<double>{1, 3, 3, 1}), kExact);
 }
 
+TEST_P(Engine, CopyIntoATensorWithHistoryTakesTheSourcesHistory) {
+  // x = 2a, then overwritten with a constant: x no longer depends on a, so d sum(x * a)/da = x = 0.
+  Tensor a = leaf(u({3}));
+  Tensor x = a * 2;
+  x.copy_(constant(NDArray({3}, 0.0)));
+  (x * a).sum().backward();
+  EXPECT_CLOSE(a.grad(), NDArray({3}, 0.0), kExact);
+  // Overwritten from a leaf, the gradient goes to that leaf.
+  Tensor b = leaf(u({3}));
+  Tensor y = constant(u({3}));
+  y.copy_(b);
+  (y * 3).sum().backward();
+  EXPECT_CLOSE(b.grad(), NDArray({3}, 3.0), kExact);
+}
+
 TEST_P(Engine, LongChain) {
   NDArray v = u({3});
   Tensor x = leaf(v);

@@ -113,35 +113,41 @@ void check_graph_in_place(const char* op, const Tensor& self) {
            "gradient graph; use the out-of-place op, or drop the views first");
 }
 
-// Writes `value` into `self` in place. Without autograd the kernel result is copied straight in;
-// with it, self's history is rebased onto the out-of-place result so backward sees the new value.
+// Refuses an in-place result of `dtype` that `self` cannot hold (a float result in an integer
+// tensor), before any work is done.
+void check_in_place_dtype(const char* op, const Tensor& self, DType dtype) {
+  ST_CHECK(promote_types(dtype, self.dtype()) == self.dtype() || is_floating(self.dtype()),
+           DTypeError, "[", op, "] the result of dtype ", dtype,
+           " cannot be written in place into a ", self.dtype(), " tensor");
+}
+
+// While a graph is recorded, self's history becomes that of `source`: the node that computed it,
+// or none when source is a constant (self is then a constant too).
+void adopt_history(Tensor& self, const Tensor& source) {
+  AutogradMeta& meta = self.autograd_meta();
+  meta.grad_fn = source.defined() ? source.grad_fn() : nullptr;
+  meta.output_nr = meta.grad_fn ? source.autograd_meta().output_nr : 0;
+}
+
+// Writes `value` (self's shape, any dtype and strides) into `self` in place; while a graph is
+// recorded, self takes over value's history, so backward sees the new contents.
 Tensor& assign_in_place(const char* op, Tensor& self, const Tensor& value) {
   ST_CHECK(value.shape() == self.shape(), ShapeError, "[", op, "] the result has shape ",
            value.shape(), " but the tensor written in place has shape ", self.shape(),
            "; in-place ops cannot broadcast self");
-  ST_CHECK(promote_types(value.dtype(), self.dtype()) == self.dtype() ||
-               is_floating(self.dtype()) || value.dtype() == self.dtype(),
-           DTypeError, "[", op, "] the result of dtype ", value.dtype(),
-           " cannot be written in place into a ", self.dtype(), " tensor");
-  if (is_grad_enabled() && (self.requires_grad() || value.requires_grad()))
+  const bool records = is_grad_enabled() && (self.requires_grad() || value.requires_grad());
+  Tensor source = value;
+  if (records) {
     check_graph_in_place(op, self);
+    source = source.to(self.dtype());
+    // A leaf has no node to continue from; a copy gives it one that passes gradients to it.
+    if (source.is_leaf() && source.requires_grad()) source = source.clone();
+  }
   {
     NoGradGuard no_grad;
-    ops::copy_into(self, value.detach());
+    ops::copy_into(self, source.detach());
   }
-  if (is_grad_enabled() && value.requires_grad()) {
-    // The value was computed from self's old data (saved where needed), so self now continues its
-    // graph.
-    AutogradMeta& meta = self.autograd_meta();
-    const AutogradMeta& from = value.autograd_meta();
-    meta.grad_fn = from.grad_fn;
-    meta.output_nr = from.output_nr;
-    if (value.dtype() != self.dtype()) {
-      Tensor cast = value.to(self.dtype());
-      meta.grad_fn = cast.grad_fn();
-      meta.output_nr = cast.autograd_meta().output_nr;
-    }
-  }
+  if (records) adopt_history(self, source.requires_grad() ? source : Tensor());
   return self;
 }
 
@@ -168,6 +174,7 @@ Tensor& binary_in_place(BinaryOp op, const char* name, Tensor& self, const Tenso
     self.storage()->bump_version();
     return self;
   }
+  check_in_place_dtype(name, self, dtype);
   return assign_in_place(name, self, binary(op, name, in_place_source(self), other));
 }
 
@@ -181,6 +188,7 @@ Tensor& unary_in_place(UnaryOp op, const char* name, Tensor& self, DType dtype, 
     self.storage()->bump_version();
     return self;
   }
+  check_in_place_dtype(name, self, dtype);
   return assign_in_place(name, self, unary(op, name, in_place_source(self).to(dtype), alpha, beta));
 }
 
@@ -347,28 +355,19 @@ Tensor& Tensor::clamp_(std::optional<Scalar> min, std::optional<Scalar> max) {
 }
 Tensor& Tensor::fill_(const Scalar& value) {
   ops::check_defined("fill_", {this});
-  if (requires_grad() && is_grad_enabled()) check_graph_in_place("fill_", *this);
+  const bool records = is_grad_enabled() && requires_grad();
+  if (records) check_graph_in_place("fill_", *this);
   if (numel() > 0) backend_of(*this).fill(*this, value);
   storage()->bump_version();
-  if (requires_grad() && is_grad_enabled()) {
-    AutogradMeta& meta = autograd_meta();
-    meta.grad_fn = nullptr;  // constant now: no gradient flows to what it was computed from
-    meta.requires_grad = false;
-  }
+  if (records) adopt_history(*this, Tensor());
   return *this;
 }
 Tensor& Tensor::zero_() { return fill_(0); }
 Tensor& Tensor::copy_(const Tensor& src) {
   ops::check_defined("copy_", {this, &src});
   broadcast_shapes(src.shape(), shape(), "copy_");
-  Tensor value = src.device() == device() ? src : src.to(device());
-  Tensor expanded = value.shape() == shape() ? value : value.expand(shape());
-  if (expanded.requires_grad() && is_grad_enabled()) expanded = expanded.to(dtype()).clone();
-  if (!(expanded.requires_grad() && is_grad_enabled()) && !(requires_grad() && is_grad_enabled())) {
-    ops::copy_into(*this, expanded);
-    return *this;
-  }
-  return assign_in_place("copy_", *this, expanded.to(dtype()));
+  const Tensor moved = src.device() == device() ? src : src.to(device());
+  return assign_in_place("copy_", *this, moved.shape() == shape() ? moved : moved.expand(shape()));
 }
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
