@@ -15,27 +15,6 @@
 namespace st::backend::cpu {
 namespace {
 
-// The rows of a 2-D input. Gradients arriving from a broadcast may be strided; such a row is
-// gathered into a buffer so that the row loops below always see unit stride.
-template <typename T>
-struct Rows {
-  const T* base;
-  int64_t row_stride, col_stride, cols;
-
-  explicit Rows(const Tensor& t)
-      : base(t.data<T>()),
-        row_stride(t.strides()[0]),
-        col_stride(t.strides()[1]),
-        cols(t.shape()[1]) {}
-  const T* row(int64_t r, std::vector<T>& buf) const {
-    const T* p = base + r * row_stride;
-    if (col_stride == 1 || cols <= 1) return p;
-    buf.resize(cols);
-    for (int64_t c = 0; c < cols; ++c) buf[c] = p[c * col_stride];
-    return buf.data();
-  }
-};
-
 // One row of softmax (or log_softmax) over `cols` values. The 16-bit types keep exp(x - max) in
 // the f32 row `exps`; the others write it straight to y.
 template <typename T>
@@ -102,13 +81,12 @@ template <typename T>
 void softmax_backward_typed(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
                             bool log) {
   const int64_t rows = out.shape()[0], cols = out.shape()[1];
-  const Rows<T> grads(grad_out);
+  const T* grads = grad_out.data<T>();
   const T* ys = out.data<T>();
   T* dst = grad_in.data<T>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
-    std::vector<T> buf;
     for (int64_t r = b; r < e; ++r)
-      softmax_backward_row(grads.row(r, buf), ys + r * cols, dst + r * cols, cols, log);
+      softmax_backward_row(grads + r * cols, ys + r * cols, dst + r * cols, cols, log);
   });
 }
 
