@@ -132,7 +132,8 @@ class Backend {
   // out [N, D] = weight[indices[n]]; indices int32/int64 [N] contiguous, weight [V, D] contiguous.
   // An index outside [0, V) throws IndexError.
   virtual void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
-  // grad_weight [V, D] (zeroed by the caller) += scatter of grad_out [N, D] rows by indices.
+  // grad_weight [V, D] (zeroed by the caller) += scatter of grad_out [N, D] rows by indices; all
+  // contiguous.
   virtual void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
                                   const Tensor& indices);
   // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where

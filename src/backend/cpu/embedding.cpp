@@ -37,8 +37,6 @@ void embedding_backward_typed(const Tensor& grad_weight, const Tensor& grad_out,
                               int64_t n) {
   using C = compute_t<T>;
   const int64_t dim = grad_weight.shape()[1];
-  const int64_t row_stride = grad_out.strides()[0],
-                col_stride = dim > 1 ? grad_out.strides()[1] : 1;
   const T* go = grad_out.data<T>();
   T* gw = grad_weight.data<T>();
 
@@ -60,11 +58,8 @@ void embedding_backward_typed(const Tensor& grad_weight, const Tensor& grad_out,
       T* row = gw + static_cast<int64_t>(idx[order[starts[g]]]) * dim;
       for (int64_t d = 0; d < dim; ++d) acc[d] = static_cast<C>(row[d]);
       for (int64_t k = starts[g]; k < starts[g + 1]; ++k) {
-        const T* src = go + order[k] * row_stride;
-        if (col_stride == 1)
-          for (int64_t d = 0; d < dim; ++d) acc[d] += static_cast<C>(src[d]);
-        else
-          for (int64_t d = 0; d < dim; ++d) acc[d] += static_cast<C>(src[d * col_stride]);
+        const T* src = go + order[k] * dim;
+        for (int64_t d = 0; d < dim; ++d) acc[d] += static_cast<C>(src[d]);
       }
       for (int64_t d = 0; d < dim; ++d) row[d] = T(acc[d]);
     }
