@@ -46,8 +46,16 @@ Tensor tensor(std::initializer_list<T> values, const TensorOptions& options = {d
 }
 Tensor scalar_tensor(const Scalar& value, const TensorOptions& options);
 
-// Random numbers: one counter-based (Philox) stream per device, reproducible for a seed.
+// Random numbers: one counter-based (Philox) stream per device type, reproducible for a seed.
+// manual_seed resets every stream; the state (seed and next counter) can be saved and restored,
+// which is how a resumed training run draws the numbers an uninterrupted one would.
 void manual_seed(uint64_t seed);
+struct RngState {
+  uint64_t seed = 0x5eed;
+  uint64_t offset = 0;
+};
+RngState rng_state(DeviceType type = DeviceType::CPU);
+void set_rng_state(const RngState& state, DeviceType type = DeviceType::CPU);
 
 // Elementwise arithmetic, broadcast, with PyTorch's type promotion.
 Tensor add(const Tensor& a, const Tensor& b, const Scalar& alpha = 1);  // a + alpha * b
@@ -123,6 +131,47 @@ enum class Reduction : uint8_t { None, Mean, Sum };
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index = -100,
                      Reduction reduction = Reduction::Mean);
 Tensor dropout(const Tensor& x, double p, bool training = true);
+// Attention as torch.nn.functional.scaled_dot_product_attention: softmax(q k^T * scale) v over
+// q [..., L, E], k [..., S, E], v [..., S, Ev] (batch dims broadcast); scale defaults to
+// 1/sqrt(E). is_causal masks key j > query i (top-left aligned). The causal mask and the scale are
+// fused into the softmax kernel.
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    bool is_causal = false,
+                                    std::optional<double> scale = std::nullopt);
+
+// Fused optimizer updates, in place on lists of parameters (outside autograd), one backend kernel
+// per list. The maths is PyTorch's. SGD, with g the gradient:
+//   g += weight_decay * p; if momentum: buf = first_step ? g : momentum * buf + (1 - dampening) *
+//   g, g = nesterov ? g + momentum * buf : buf; p -= lr * g.
+struct SgdUpdate {
+  double lr = 1e-3;
+  double momentum = 0;
+  double dampening = 0;
+  double weight_decay = 0;
+  bool nesterov = false;
+  bool first_step = false;  // momentum buffers start as the gradient
+};
+// Adam (AdamW when decoupled_weight_decay), step t counted from 1:
+//   decoupled: p *= 1 - lr * weight_decay, else g += weight_decay * p;
+//   m = beta1 m + (1 - beta1) g; v = beta2 v + (1 - beta2) g^2;
+//   p -= lr / (1 - beta1^t) * m / (sqrt(v) / sqrt(1 - beta2^t) + eps).
+struct AdamUpdate {
+  double lr = 1e-3;
+  double beta1 = 0.9;
+  double beta2 = 0.999;
+  double eps = 1e-8;
+  double weight_decay = 0;
+  bool decoupled_weight_decay = false;
+  int64_t step = 1;
+};
+void sgd_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                 const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update);
+void adam_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                  const AdamUpdate& update);
+// The 2-norm of all elements of all tensors together, as a 0-d tensor on their device (f64 if
+// any is f64, else f32); computed without reading it back to the host. Outside autograd.
+Tensor global_norm(const std::vector<Tensor>& tensors);
 
 // Joining and splitting.
 Tensor cat(const std::vector<Tensor>& tensors, int64_t dim = 0);

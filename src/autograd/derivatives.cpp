@@ -238,18 +238,25 @@ void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
          {a, b});
 }
 
-void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log) {
+void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale) {
   if (!needs_grad({x})) return;
   const Tensor y = out.detach();
   record(log ? "LogSoftmaxBackward" : "SoftmaxBackward", {x}, {out},
-         [y, dim, log](const Grads& g, auto&) {
+         [y, dim, log, scale](const Grads& g, auto&) {
            const Tensor y_rows = ops::as_rows(y, dim);
            const Tensor g_rows = ops::as_rows(g[0], dim);
            Tensor grad = ops::new_like(y_rows);
-           if (grad.numel() > 0) ops::backend_of(y).softmax_backward(grad, g_rows, y_rows, log);
+           if (grad.numel() > 0)
+             ops::backend_of(y).softmax_backward(grad, g_rows, y_rows, log, scale);
            return Grads{ops::from_rows(grad, y, dim)};
          },
          {y});
+}
+
+void record_dropout(const Tensor& x, const Tensor& mask, const Tensor& out) {
+  if (!needs_grad({x})) return;
+  record("DropoutBackward", {x}, {out},
+         [mask](const Grads& g, auto&) { return Grads{mul(g[0], mask)}; });
 }
 
 void record_layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out,

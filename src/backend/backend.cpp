@@ -63,8 +63,10 @@ void Backend::arg_reduce(ArgReduceOp, const Tensor&, const Tensor&, const Tensor
 void Backend::matmul(const Tensor&, const Tensor&, const Tensor&, double, double) {
   not_implemented("matmul");
 }
-void Backend::softmax(const Tensor&, const Tensor&, bool) { not_implemented("softmax"); }
-void Backend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool) {
+void Backend::softmax(const Tensor&, const Tensor&, bool, double, int64_t) {
+  not_implemented("softmax");
+}
+void Backend::softmax_backward(const Tensor&, const Tensor&, const Tensor&, bool, double) {
   not_implemented("softmax_backward");
 }
 void Backend::layer_norm(const Tensor&, const Tensor&, const Tensor&, const Tensor&, const Tensor&,
@@ -87,6 +89,21 @@ void Backend::cross_entropy(const Tensor&, const Tensor&, const Tensor&, const T
 void Backend::cross_entropy_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                      const Tensor&, int64_t) {
   not_implemented("cross_entropy_backward");
+}
+void Backend::dropout(const Tensor&, const Tensor&, const Tensor&, double, uint64_t, uint64_t) {
+  not_implemented("dropout");
+}
+void Backend::sgd_update(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                         const std::vector<Tensor>&, const SgdUpdate&) {
+  not_implemented("sgd_update");
+}
+void Backend::adam_update(const std::vector<Tensor>&, const std::vector<Tensor>&,
+                          const std::vector<Tensor>&, const std::vector<Tensor>&,
+                          const AdamUpdate&) {
+  not_implemented("adam_update");
+}
+void Backend::sum_of_squares(const Tensor&, const std::vector<Tensor>&) {
+  not_implemented("sum_of_squares");
 }
 
 }  // namespace st::backend

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "spiraltorch/ops.h"
 #include "spiraltorch/tensor.h"
 
 namespace st::backend {
@@ -115,11 +116,16 @@ class Backend {
   virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
                       double beta);
 
-  // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors.
-  virtual void softmax(const Tensor& out, const Tensor& in, bool log);
-  // grad_in = y * (grad_out - sum(grad_out * y)), or for log: grad_out - exp(y) * sum(grad_out).
+  // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors: out = softmax(scale * in),
+  // or log_softmax. When causal_rows > 0 (never with log), rows come in groups of causal_rows
+  // queries and row r sees only columns c <= r % causal_rows: the causal mask of attention, aligned
+  // top-left as PyTorch's; masked entries come out 0.
+  virtual void softmax(const Tensor& out, const Tensor& in, bool log, double scale,
+                       int64_t causal_rows);
+  // grad_in = scale * y * (grad_out - sum(grad_out * y)), or for log:
+  // scale * (grad_out - exp(y) * sum(grad_out)).
   virtual void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
-                                bool log);
+                                bool log, double scale);
   // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined; mean/rstd [rows] in
   // the statistics dtype: f64 for f64 input, f32 otherwise.
   virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -145,6 +151,24 @@ class Backend {
   virtual void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
                                       const Tensor& logits, const Tensor& lse, const Tensor& target,
                                       int64_t ignore_index);
+  // in, out, mask contiguous, one float dtype. Element i draws u_i as `uniform` over [0, 1) does
+  // (same seed, offset and mapping), keeps mask_i = u_i >= p ? 1 / (1 - p) : 0 and writes
+  // out_i = in_i * mask_i; the mask is the backward's multiplier. 0 < p < 1.
+  virtual void dropout(const Tensor& out, const Tensor& mask, const Tensor& in, double p,
+                       uint64_t seed, uint64_t offset);
+
+  // Fused multi-tensor optimizer updates (ops.h states the maths, as PyTorch's). Each list holds
+  // one tensor per parameter; params[i], grads[i] and every state tensor i are contiguous with
+  // params[i]'s shape and float dtype; the update is computed in f32 (f64 for f64) and written in
+  // place. Lists may mix dtypes. momentum_buffers is empty when momentum is 0.
+  virtual void sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                          const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update);
+  virtual void adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                           const std::vector<Tensor>& exp_avgs,
+                           const std::vector<Tensor>& exp_avg_sqs, const AdamUpdate& update);
+  // out (0-d, f32 or f64) = sum of the squares of every element of `tensors` (contiguous, float,
+  // dtypes may differ), accumulated in out's dtype or wider: the global norm of gradient clipping.
+  virtual void sum_of_squares(const Tensor& out, const std::vector<Tensor>& tensors);
 
  protected:
   [[noreturn]] void not_implemented(std::string_view op) const;

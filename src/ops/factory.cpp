@@ -83,28 +83,26 @@ Tensor arange(const Scalar& start, const Scalar& end, const Scalar& step,
 
 // One Philox stream per device type: a seed and the next unused counter.
 namespace {
-struct Generator {
-  uint64_t seed = 0x5eed;
-  uint64_t offset = 0;
-};
 std::mutex generator_mutex;
-std::array<Generator, kNumDeviceTypes> generators;
+std::array<RngState, kNumDeviceTypes> generators;
+}  // namespace
 
-// Reserves the counters for n values (four per Philox call) and returns (seed, first counter).
-std::pair<uint64_t, uint64_t> reserve_counters(DeviceType type, int64_t n) {
+std::pair<uint64_t, uint64_t> ops::reserve_random(DeviceType type, int64_t n) {
   std::lock_guard lock(generator_mutex);
-  Generator& g = generators[static_cast<size_t>(type)];
+  RngState& g = generators[static_cast<size_t>(type)];
   const uint64_t offset = g.offset;
   g.offset += (static_cast<uint64_t>(n) + 3) / 4;
   return {g.seed, offset};
 }
+
+namespace {
 
 Tensor random(const char* op, const Shape& shape, const TensorOptions& options, bool normal) {
   ST_CHECK(is_floating(options.dtype), DTypeError, "[", op,
            "] expected a floating-point dtype, got ", options.dtype);
   Tensor t = new_tensor(shape, options.dtype, options.device, op);
   if (t.numel() == 0) return finish(t, options);
-  auto [seed, offset] = reserve_counters(options.device.type, t.numel());
+  auto [seed, offset] = ops::reserve_random(options.device.type, t.numel());
   if (normal)
     backend_of(t).normal(t, 0.0, 1.0, seed, offset);
   else
@@ -115,7 +113,17 @@ Tensor random(const char* op, const Shape& shape, const TensorOptions& options, 
 
 void manual_seed(uint64_t seed) {
   std::lock_guard lock(generator_mutex);
-  for (Generator& g : generators) g = {seed, 0};
+  for (RngState& g : generators) g = {seed, 0};
+}
+
+RngState rng_state(DeviceType type) {
+  std::lock_guard lock(generator_mutex);
+  return generators[static_cast<size_t>(type)];
+}
+
+void set_rng_state(const RngState& state, DeviceType type) {
+  std::lock_guard lock(generator_mutex);
+  generators[static_cast<size_t>(type)] = state;
 }
 
 Tensor rand(const Shape& shape, const TensorOptions& options) {

@@ -1,4 +1,7 @@
-// Neural-network ops: softmax, log_softmax, layer_norm, embedding, cross_entropy, dropout.
+// Neural-network ops: softmax, log_softmax, attention, layer_norm, embedding, cross_entropy,
+// dropout.
+
+#include <cmath>
 
 #include "autograd/derivatives.h"
 #include "ops/op_utils.h"
@@ -7,16 +10,18 @@ namespace st {
 
 namespace {
 
-Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
+// softmax(scale * x) along dim; causal_rows as the backend's softmax (dim is then the last).
+Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, double scale = 1,
+                    int64_t causal_rows = 0) {
   const char* name = log ? "log_softmax" : "softmax";
   ops::check_defined(name, {&x});
   dim = wrap_dim(dim, x.dim(), name);
   const Tensor input = x.to(ops::float_type(x.dtype()));
   const Tensor rows = ops::as_rows(input, dim);
   Tensor result = ops::new_like(rows);
-  if (result.numel() > 0) ops::backend_of(x).softmax(result, rows, log);
+  if (result.numel() > 0) ops::backend_of(x).softmax(result, rows, log, scale, causal_rows);
   Tensor out = ops::from_rows(result, input, dim);
-  autograd::record_softmax(input, out, dim, log);
+  autograd::record_softmax(input, out, dim, log, scale);
   return out;
 }
 
@@ -24,6 +29,28 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log) {
 
 Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
 Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+
+Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
+                                    bool is_causal, std::optional<double> scale) {
+  constexpr const char* op = "scaled_dot_product_attention";
+  ops::check_defined(op, {&q, &k, &v});
+  ops::check_same_device(op, {&q, &k, &v});
+  ops::check_floating(op, q, "query");
+  ST_CHECK(q.dim() >= 2 && k.dim() >= 2 && v.dim() >= 2, ShapeError, "[", op,
+           "] expected query [..., L, E], key [..., S, E] and value [..., S, Ev]; got ", q.shape(),
+           ", ", k.shape(), " and ", v.shape());
+  ST_CHECK(q.shape().back() == k.shape().back() && k.shape()[k.dim() - 2] == v.shape()[v.dim() - 2],
+           ShapeError, "[", op, "] query and key must share E and key and value S; got query ",
+           q.shape(), ", key ", k.shape(), ", value ", v.shape());
+  ST_CHECK(q.dtype() == k.dtype() && q.dtype() == v.dtype(), DTypeError, "[", op,
+           "] query, key and value must share a dtype; got ", q.dtype(), ", ", k.dtype(), " and ",
+           v.dtype());
+  const int64_t queries = q.shape()[q.dim() - 2];
+  const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.shape().back())));
+  const Tensor scores = matmul(q, k.transpose(-1, -2));
+  const Tensor weights = softmax_impl(scores, -1, false, s, is_causal ? queries : 0);
+  return matmul(weights, v);
+}
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
@@ -131,8 +158,15 @@ Tensor dropout(const Tensor& x, double p, bool training) {
   ops::check_floating("dropout", x);
   if (!training || p == 0) return x;
   if (p == 1) return mul(x, 0);
-  const Tensor keep = ge(rand(x.shape(), {x.dtype(), x.device()}), p).to(x.dtype());
-  return mul(x, mul(keep, 1.0 / (1.0 - p)));
+  const Tensor input = x.contiguous();
+  Tensor out = ops::new_like(input);
+  Tensor mask = ops::new_like(input);
+  if (out.numel() > 0) {
+    const auto [seed, offset] = ops::reserve_random(x.device().type, x.numel());
+    ops::backend_of(x).dropout(out, mask, input, p, seed, offset);
+  }
+  autograd::record_dropout(input, mask, out);
+  return out;
 }
 
 }  // namespace st

@@ -42,6 +42,10 @@ inline DType statistics_type(DType dtype) {
 // float32 for integer inputs of ops that always compute in floating point (exp, div, mean...).
 inline DType float_type(DType dtype) { return is_floating(dtype) ? dtype : kDefaultFloat; }
 
+// Reserves the Philox counters for n random values (four per counter) on a device type's stream;
+// returns (seed, first counter) for the backend's random kernels.
+std::pair<uint64_t, uint64_t> reserve_random(DeviceType type, int64_t n);
+
 // Writes `value` into `dst` (which may be a strided view), bumping dst's storage version.
 void copy_into(const Tensor& dst, const Tensor& src);
 

@@ -1,7 +1,8 @@
 #pragma once
 // The CPU backend: OpenBLAS for GEMM, OpenMP-parallel loops elsewhere. Private to src/backend/cpu/.
 // Kernels are grouped by family: elementwise.cpp, random.cpp, reduce.cpp, matmul.cpp, softmax.cpp,
-// norm.cpp, embedding.cpp, loss.cpp; memory and copies in cpu_backend.cpp.
+// norm.cpp, embedding.cpp, loss.cpp, optim.cpp (fused optimizer updates); memory and copies in
+// cpu_backend.cpp.
 
 #include "backend/backend.h"
 
@@ -36,9 +37,10 @@ class CpuBackend final : public Backend {
   void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
               double beta) override;
 
-  void softmax(const Tensor& out, const Tensor& in, bool log) override;
-  void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
-                        bool log) override;
+  void softmax(const Tensor& out, const Tensor& in, bool log, double scale,
+               int64_t causal_rows) override;
+  void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log,
+                        double scale) override;
   void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                   const Tensor& weight, const Tensor& bias, double eps) override;
   void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
@@ -52,6 +54,15 @@ class CpuBackend final : public Backend {
   void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
                               const Tensor& logits, const Tensor& lse, const Tensor& target,
                               int64_t ignore_index) override;
+  void dropout(const Tensor& out, const Tensor& mask, const Tensor& in, double p, uint64_t seed,
+               uint64_t offset) override;
+
+  void sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update) override;
+  void adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                   const AdamUpdate& update) override;
+  void sum_of_squares(const Tensor& out, const std::vector<Tensor>& tensors) override;
 };
 
 }  // namespace st::backend::cpu

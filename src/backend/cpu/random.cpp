@@ -72,4 +72,26 @@ void CpuBackend::normal(const Tensor& dst, double mean, double stddev, uint64_t 
   });
 }
 
+void CpuBackend::dropout(const Tensor& out, const Tensor& mask, const Tensor& in, double p,
+                         uint64_t seed, uint64_t offset) {
+  dispatch_dtype(in.dtype(), [&](auto tag) {
+    using T = decltype(tag);
+    using C = compute_t<T>;
+    if constexpr (!std::is_floating_point_v<C>) {
+      not_implemented(detail::concat("dropout for ", in.dtype()));
+    } else {
+      const T* x = in.data<T>();
+      T* y = out.data<T>();
+      T* keep = mask.data<T>();
+      const C threshold = static_cast<C>(p), scale = static_cast<C>(1 / (1 - p));
+      const int bits = significand_bits(in.dtype());
+      for_each_draw(in.numel(), seed, offset, [&](int64_t i, const Philox4x32& r) {
+        const C m = static_cast<C>(philox_unit(r.lane[i % 4], bits)) >= threshold ? scale : C(0);
+        keep[i] = T(m);
+        y[i] = T(static_cast<C>(x[i]) * m);
+      });
+    }
+  });
+}
+
 }  // namespace st::backend::cpu
