@@ -10,4 +10,5 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update
 "${sudo[@]}" apt-get install -y --no-install-recommends \
   cmake ninja-build g++ make pkg-config \
-  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev
+  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
+  python3-dev python3-venv

@@ -2,6 +2,7 @@
 // Reverse-mode differentiation: the graph is built as ops run and walked back by
 // Tensor::backward().
 
+#include <string>
 #include <vector>
 
 #include "spiraltorch/tensor.h"
@@ -26,5 +27,8 @@ void set_grad_enabled(bool enabled);
 // Backpropagates from several roots at once; each gradient may be undefined for a scalar root.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradients = {},
               bool retain_graph = false);
+
+// The name of the node that made `t` ("MulBackward"); empty for a leaf.
+std::string grad_fn_name(const Tensor& t);
 
 }  // namespace st

@@ -17,6 +17,10 @@ bool is_grad_enabled() { return grad_enabled; }
 void set_grad_enabled(bool enabled) { grad_enabled = enabled; }
 NoGradGuard::NoGradGuard() : previous_(grad_enabled) { grad_enabled = false; }
 NoGradGuard::~NoGradGuard() { grad_enabled = previous_; }
+std::string grad_fn_name(const Tensor& t) {
+  const AutogradMeta* meta = t.autograd_meta_if_any();
+  return meta != nullptr && meta->grad_fn ? meta->grad_fn->name() : std::string();
+}
 
 namespace autograd {
 
