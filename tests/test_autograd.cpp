@@ -535,6 +535,39 @@ TEST_P(LowPrecisionGrad, MatmulAndReductions) {
         {NDArray({3, 2}, {1, -1, 2, 0.5, -3, 0.25})});
 }
 
+TEST_P(Gradcheck, LinearAndAttention) {
+  check("linear", [](const Inputs& x) { return st::linear(x[0], x[1], x[2]); },
+        {u({2, 3, 5}), u({4, 5}), u({4})});
+  check("linear transposed input, no bias",
+        [](const Inputs& x) { return st::linear(x[0].t(), x[1]); }, {u({5, 3}), u({4, 5})});
+  check("attention",
+        [](const Inputs& x) { return st::scaled_dot_product_attention(x[0], x[1], x[2]); },
+        {u({2, 3, 4}), u({2, 5, 4}), u({2, 5, 3})});
+  check("causal attention, scaled",
+        [](const Inputs& x) {
+          return st::scaled_dot_product_attention(x[0], x[1].transpose(1, 2), x[2], true, 0.7);
+        },
+        {u({2, 4, 3}), u({2, 3, 4}), u({2, 4, 2})});
+}
+
+TEST_P(Gradcheck, DropoutGradientIsTheMask) {
+  // Finite differences would redraw the mask; the rule is checked directly: d(sum(y * w))/dx = w *
+  // mask, where mask = y / x (x has no zeros).
+  NDArray a = away({30, 20}), w = u({30, 20});
+  Tensor x = make_tensor(a, DType::Float64, device()).set_requires_grad();
+  Tensor y = st::dropout(x, 0.4);
+  st::sum(y * make_tensor(w, DType::Float64, device())).backward();
+  std::vector<double> yv = to_f64(y), grad = to_f64(x.grad());
+  int64_t zeros = 0;
+  for (int64_t i = 0; i < a.numel(); ++i) {
+    const double mask = yv[i] / a[i];
+    EXPECT_TRUE(mask == 0 || std::fabs(mask - 1 / 0.6) < 1e-12) << i;
+    EXPECT_NEAR(grad[i], w[i] * mask, 1e-12) << i;
+    zeros += mask == 0;
+  }
+  EXPECT_GT(zeros, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Autograd, LowPrecisionGrad,
                          ::testing::Combine(::testing::ValuesIn(st::available_devices()),
                                             ::testing::Values(DType::Float32, DType::Float16,

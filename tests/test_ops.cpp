@@ -534,6 +534,152 @@ TEST_P(NNOps, DropoutIsReproducibleForASeed) {
   EXPECT_NE(first, other);
 }
 
+TEST_P(NNOps, DropoutDrawsTheUniformStream) {
+  // The contract: element i is kept when the i-th uniform draw of the same seed and offset is >= p.
+  const double p = 0.25;
+  NDArray a = grid_random_away_from_zero({33, 17}, rng, 0.5, 4);
+  st::manual_seed(7);
+  std::vector<double> u = to_f64(st::rand({33, 17}, {dtype(), device()}));
+  st::manual_seed(7);
+  std::vector<double> y = to_f64(st::dropout(input(a), p));
+  NDArray expected(a.shape, 0.0);
+  for (int64_t i = 0; i < a.numel(); ++i) expected[i] = u[i] >= p ? a[i] / (1 - p) : 0;
+  EXPECT_CLOSE(st::from_buffer<double>(y.data(), a.shape), expected, tol());
+}
+
+// ---------------------------------------------------------------------------------------------
+// linear and attention
+
+TEST_P(NNOps, LinearMatchesMatmulPlusBias) {
+  NDArray x = grid_random({2, 3, 5}, rng), w = grid_random({4, 5}, rng), b = grid_random({4}, rng);
+  NDArray magnitude;
+  NDArray expected = matmul(x, transpose(w, 0, 1), &magnitude);
+  EXPECT_CLOSE(st::linear(input(x), input(w)), expected, tol(), &magnitude);
+  for (int64_t i = 0; i < expected.numel(); ++i) expected[i] += b[i % 4];
+  EXPECT_CLOSE(st::linear(input(x, Layout::Transposed), input(w, Layout::Strided), input(b)),
+               expected, tol(), &magnitude);
+}
+
+// softmax(q k^T * scale, masked) v over the last two dims of [B, H, L, E] arrays.
+NDArray attention_ref(const NDArray& q, const NDArray& k, const NDArray& v, bool causal,
+                      double scale) {
+  const int64_t B = q.shape[0], H = q.shape[1], L = q.shape[2], E = q.shape[3];
+  const int64_t S = k.shape[2], Ev = v.shape[3];
+  NDArray out({B, H, L, Ev}, 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t h = 0; h < H; ++h)
+      for (int64_t i = 0; i < L; ++i) {
+        std::vector<double> w(S, 0.0);
+        double hi = -INFINITY, total = 0;
+        const int64_t seen = causal ? std::min(i + 1, S) : S;
+        for (int64_t j = 0; j < seen; ++j) {
+          for (int64_t e = 0; e < E; ++e) w[j] += q.at({b, h, i, e}) * k.at({b, h, j, e});
+          w[j] *= scale;
+          hi = std::max(hi, w[j]);
+        }
+        for (int64_t j = 0; j < seen; ++j) total += w[j] = std::exp(w[j] - hi);
+        for (int64_t j = 0; j < seen; ++j)
+          for (int64_t e = 0; e < Ev; ++e)
+            out.at({b, h, i, e}) += w[j] / total * v.at({b, h, j, e});
+      }
+  return out;
+}
+
+TEST_P(NNOps, ScaledDotProductAttention) {
+  NDArray q = uniform_random({2, 3, 5, 4}, rng), k = uniform_random({2, 3, 7, 4}, rng);
+  NDArray v = uniform_random({2, 3, 7, 6}, rng);
+  const Tolerance t = scaled(tol(), 4);
+  EXPECT_CLOSE(st::scaled_dot_product_attention(input(q), input(k), input(v)),
+               attention_ref(q, k, v, false, 0.5), t);
+  EXPECT_CLOSE(st::scaled_dot_product_attention(input(q), input(k), input(v), true, 0.75),
+               attention_ref(q, k, v, true, 0.75), t);
+  // Square causal attention with transposed operands, as a model's heads are laid out.
+  NDArray ks = uniform_random({2, 3, 5, 4}, rng), vs = uniform_random({2, 3, 5, 6}, rng);
+  Tensor kt = input(permute(ks, {0, 2, 1, 3})).transpose(1, 2);
+  EXPECT_CLOSE(st::scaled_dot_product_attention(input(q), kt, input(vs), true),
+               attention_ref(q, ks, vs, true, 0.5), t);
+}
+
+// ---------------------------------------------------------------------------------------------
+// fused optimizer updates
+
+TEST_P(NNOps, FusedAdamAndAdamWUpdates) {
+  for (bool decoupled : {false, true}) {
+    SCOPED_TRACE(decoupled ? "AdamW" : "Adam");
+    NDArray p = uniform_random({3, 5}, rng), g = uniform_random({3, 5}, rng);
+    NDArray m = uniform_random({3, 5}, rng, -0.1, 0.1), v = uniform_random({3, 5}, rng, 0, 0.1);
+    NDArray p2 = uniform_random({7}, rng), g2 = uniform_random({7}, rng);
+    const st::AdamUpdate u{0.01, 0.8, 0.95, 1e-3, 0.1, decoupled, 3};
+    std::vector<Tensor> params{input(p), input(p2)}, grads{input(g), input(g2)};
+    std::vector<Tensor> ms{input(m), input(NDArray({7}, 0.0))};
+    std::vector<Tensor> vs{input(v), input(NDArray({7}, 0.0))};
+    st::adam_update_(params, grads, ms, vs, u);
+    // Reference, element by element in float64.
+    const auto step = [&](NDArray& x, const NDArray& grad, NDArray& m1, NDArray& v1) {
+      for (int64_t i = 0; i < x.numel(); ++i) {
+        double d = grad[i];
+        if (decoupled)
+          x[i] *= 1 - u.lr * u.weight_decay;
+        else
+          d += u.weight_decay * x[i];
+        m1[i] = u.beta1 * m1[i] + (1 - u.beta1) * d;
+        v1[i] = u.beta2 * v1[i] + (1 - u.beta2) * d * d;
+        const double mhat = m1[i] / (1 - std::pow(u.beta1, 3));
+        const double vhat = v1[i] / (1 - std::pow(u.beta2, 3));
+        x[i] -= u.lr * mhat / (std::sqrt(vhat) + u.eps);
+      }
+    };
+    NDArray m2({7}, 0.0), v2({7}, 0.0);
+    step(p, g, m, v);
+    step(p2, g2, m2, v2);
+    EXPECT_CLOSE(params[0], p, tol());
+    EXPECT_CLOSE(ms[0], m, tol());
+    EXPECT_CLOSE(vs[0], v, tol());
+    EXPECT_CLOSE(params[1], p2, tol());
+    EXPECT_CLOSE(vs[1], v2, tol());
+  }
+}
+
+TEST_P(NNOps, FusedSgdUpdates) {
+  struct Case {
+    double momentum, dampening, weight_decay;
+    bool nesterov, first;
+  };
+  for (Case c : {Case{0, 0, 0, false, false}, Case{0.9, 0, 0.1, false, true},
+                 Case{0.9, 0.2, 0, false, false}, Case{0.8, 0, 0.01, true, false}}) {
+    SCOPED_TRACE(::testing::Message() << "momentum " << c.momentum << " nesterov " << c.nesterov);
+    NDArray p = uniform_random({4, 3}, rng), g = uniform_random({4, 3}, rng);
+    NDArray buf = uniform_random({4, 3}, rng);
+    std::vector<Tensor> params{input(p)}, grads{input(g)}, bufs;
+    if (c.momentum != 0) bufs.push_back(input(buf));
+    st::sgd_update_(params, grads, bufs,
+                    {0.1, c.momentum, c.dampening, c.weight_decay, c.nesterov, c.first});
+    for (int64_t i = 0; i < p.numel(); ++i) {
+      double d = g[i] + c.weight_decay * p[i];
+      if (c.momentum != 0) {
+        buf[i] = c.first ? d : c.momentum * buf[i] + (1 - c.dampening) * d;
+        d = c.nesterov ? d + c.momentum * buf[i] : buf[i];
+      }
+      p[i] -= 0.1 * d;
+    }
+    EXPECT_CLOSE(params[0], p, tol());
+    if (c.momentum != 0) {
+      EXPECT_CLOSE(bufs[0], buf, tol());
+    }
+  }
+}
+
+TEST_P(NNOps, GlobalNormOverTensors) {
+  NDArray a = uniform_random({40, 30}, rng), b = uniform_random({7}, rng);
+  Tensor ta = input(a), tb = input(b, Layout::Strided);
+  double squares = 0;  // of the values as stored in the tested dtype
+  for (double x : to_f64(ta)) squares += x * x;
+  for (double x : to_f64(tb)) squares += x * x;
+  Tensor norm = st::global_norm({ta, tb});
+  EXPECT_EQ(norm.dim(), 0);
+  EXPECT_NEAR(norm.item<double>(), std::sqrt(squares), 1e-5 * std::sqrt(squares));
+}
+
 INSTANTIATE_TEST_SUITE_P(Ops, NNOps,
                          ::testing::Combine(::testing::ValuesIn(st::available_devices()),
                                             ::testing::ValuesIn(float_dtypes())),

@@ -119,6 +119,8 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // Linear algebra: 1-D, 2-D and batched with broadcast batch dims, as torch.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);
+// input [..., in] @ weight [out, in]^T + bias [out], as torch.nn.functional.linear.
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
 
 // Neural-network ops.
 Tensor softmax(const Tensor& x, int64_t dim);

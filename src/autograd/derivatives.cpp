@@ -238,6 +238,17 @@ void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
          {a, b});
 }
 
+void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out) {
+  if (!needs_grad({x, weight, bias})) return;
+  record("LinearBackward", {x, weight, bias}, {out},
+         [x = x.detach(), weight = weight.detach()](const Grads& g, auto& needs) {
+           return Grads{needs[0] ? matmul(g[0], weight) : Tensor(),
+                        needs[1] ? matmul(g[0].t(), x) : Tensor(),
+                        needs[2] ? sum(g[0], {0}) : Tensor()};
+         },
+         {x, weight});
+}
+
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale) {
   if (!needs_grad({x})) return;
   const Tensor y = out.detach();

@@ -1,4 +1,5 @@
-// matmul with torch.matmul's rules: 1-D operands gain and lose a dim; batch dims broadcast.
+// matmul with torch.matmul's rules: 1-D operands gain and lose a dim; batch dims broadcast. And
+// linear, one GEMM over all leading dims with the bias as the GEMM's starting value.
 
 #include "autograd/derivatives.h"
 #include "ops/op_utils.h"
@@ -79,6 +80,41 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   if (a.dim() == 1) return batched_matmul(a.unsqueeze(0), b).squeeze(-2);
   if (b.dim() == 1) return batched_matmul(a, b.unsqueeze(1)).squeeze(-1);
   return batched_matmul(a, b);
+}
+
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+  ops::check_defined("linear", {&input, &weight});
+  ops::check_same_device("linear", {&input, &weight, &bias});
+  ops::check_floating("linear", input);
+  ST_CHECK(weight.dim() == 2 && input.dim() >= 1 && input.shape().back() == weight.shape()[1],
+           ShapeError, "[linear] expected input [..., in_features] and weight [out_features, ",
+           "in_features], got input ", input.shape(), " and weight ", weight.shape());
+  ST_CHECK(!bias.defined() || bias.shape() == Shape{weight.shape()[0]}, ShapeError,
+           "[linear] expected bias [", weight.shape()[0], "], got ", bias.shape());
+  for (const Tensor* t : {&weight, &bias})
+    ST_CHECK(!t->defined() || t->dtype() == input.dtype(), DTypeError,
+             "[linear] weight and bias must have the input's dtype ", input.dtype(), ", got ",
+             t->dtype());
+  const int64_t in = weight.shape()[1], out_features = weight.shape()[0];
+  const Tensor x = input.reshape({-1, in});
+  const int64_t rows = x.shape()[0];
+  Tensor out = ops::new_tensor({rows, out_features}, input.dtype(), input.device());
+  if (out.numel() > 0) {
+    backend::Backend& be = ops::backend_of(out);
+    double beta = 0;
+    if (bias.defined()) {
+      be.copy(out, ops::broadcast_view(bias, out.shape()));
+      beta = 1;
+    }
+    const Tensor x3 = as_batched_matrices(x.unsqueeze(0), 1);
+    const Tensor w3 = as_batched_matrices(weight.t().unsqueeze(0), 1);
+    const Tensor out3 = ops::raw_view(out, {1, rows, out_features}, {0, out_features, 1}, 0);
+    be.matmul(out3, x3, w3, 1.0, beta);
+  }
+  autograd::record_linear(x, weight, bias, out);
+  Shape out_shape = input.shape();
+  out_shape.back() = out_features;
+  return out.view(out_shape);
 }
 
 }  // namespace st
