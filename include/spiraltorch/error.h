@@ -44,6 +44,10 @@ class NotImplementedError : public Error {
 class OutOfMemoryError : public Error {
   using Error::Error;
 };
+// A checkpoint that is malformed, or a file that cannot be read or written.
+class SerializationError : public Error {
+  using Error::Error;
+};
 
 namespace detail {
 // Shapes print as [2, 3]; they are std::vector, so ADL would not find an operator<< of ours.
