@@ -86,7 +86,6 @@ from ._C import (  # noqa: F401
 )
 from ._size import Size
 from .autograd import backward, enable_grad, no_grad, set_grad_enabled  # noqa: F401
-from . import nn  # noqa: F401
 
 float32 = dtype.float32
 float64 = dtype.float64
@@ -100,6 +99,9 @@ double = float64
 half = float16
 int = int32  # noqa: A001
 long = int64
+
+from . import nn, optim  # noqa: E402,F401
+from .serialization import load, save  # noqa: E402,F401
 
 
 

@@ -115,5 +115,7 @@ void init_tensor(nb::module_& m);
 void init_interop(nb::module_& m, nb::class_<Tensor>& cls);
 void init_ops(nb::module_& m);
 void init_autograd(nb::module_& m);
+void init_nn(nb::module_& m);
+void init_serialize(nb::module_& m);
 
 }  // namespace st::python

@@ -9,4 +9,6 @@ NB_MODULE(_C, m) {
   st::python::init_tensor(m);
   st::python::init_ops(m);
   st::python::init_autograd(m);
+  st::python::init_nn(m);
+  st::python::init_serialize(m);
 }

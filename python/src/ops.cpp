@@ -314,6 +314,14 @@ void bind_joins(nb::module_& m) {
 
 void bind_nn(nb::module_& m) {
   m.def(
+      "linear",
+      [](T x, T weight, std::optional<Tensor> bias) {
+        const Tensor b = bias.value_or(Tensor());
+        if (x.numel() + weight.numel() < kReleaseGilElements) return linear(x, weight, b);
+        return without_gil([&] { return linear(x, weight, b); });
+      },
+      "input"_a, "weight"_a, "bias"_a = nb::none(), "input @ weight^T + bias, the bias fused.");
+  m.def(
       "softmax", [](T x, int64_t dim) { return softmax(x, dim); }, "input"_a, "dim"_a);
   m.def(
       "log_softmax", [](T x, int64_t dim) { return log_softmax(x, dim); }, "input"_a, "dim"_a);

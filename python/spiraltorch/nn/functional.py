@@ -28,14 +28,9 @@ relu = _C.relu
 sigmoid = _C.sigmoid
 tanh = _C.tanh
 scaled_dot_product_attention = _C.scaled_dot_product_attention
+linear = _C.linear
 
 
 def dropout(input, p=0.5, training=True):
     """Zeroes elements with probability `p` and scales the rest by 1/(1-p) while `training`."""
     return _C.dropout(input, p, training)
-
-
-def linear(input, weight, bias=None):
-    """input @ weight.T + bias, as torch.nn.functional.linear."""
-    out = input @ weight.T
-    return out if bias is None else out + bias
