@@ -572,10 +572,7 @@ INSTANTIATE_TEST_SUITE_P(Autograd, LowPrecisionGrad,
                          ::testing::Combine(::testing::ValuesIn(st::available_devices()),
                                             ::testing::Values(DType::Float32, DType::Float16,
                                                               DType::BFloat16)),
-                         [](const auto& info) {
-                           return std::get<0>(info.param).str() + "_" +
-                                  std::string(st::dtype_name(std::get<1>(info.param)));
-                         });
+                         DeviceDTypeName());
 
 INSTANTIATE_TEST_SUITE_P(Autograd, Gradcheck, ::testing::ValuesIn(st::available_devices()),
                          DeviceName());

@@ -1,0 +1,100 @@
+#version 460
+// Layer norm over the last dim of contiguous [rows, cols]. Forward (default): a workgroup per row,
+// two passes (mean, then squared deviations), biased variance. BACKWARD: grad_x per row, with
+// g = grad_out * weight: rstd * (g - mean(g) - xhat * mean(g * xhat)). WEIGHT_GRADS: one
+// invocation per column summing grad_out * xhat and grad_out over all rows.
+// Statistics are in C: f64 for f64, f32 otherwise.
+#include "common.glsl"
+
+layout(local_size_x = WG) in;
+
+layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer LayerNormParams {
+  uint64_t x_addr;
+  uint64_t out_addr;      // y, or grad_x
+  uint64_t mean_addr;
+  uint64_t rstd_addr;
+  uint64_t weight_addr;   // 0 when absent
+  uint64_t bias_addr;     // 0 when absent
+  uint64_t grad_out_addr;
+  uint64_t grad_weight_addr;  // 0 when not wanted
+  uint64_t grad_bias_addr;    // 0 when not wanted
+  uint64_t eps_bits;
+  float eps_f;
+  uint rows;
+  uint cols;
+  uint pad;
+};
+
+#if T_KIND == 1
+#define C double
+#define LOAD_STAT load_f64
+#define STORE_STAT store_f64
+#else
+#define C float
+#define LOAD_STAT load_f32
+#define STORE_STAT store_f32
+#endif
+
+C weight_at(LayerNormParams p, uint c) { return p.weight_addr != 0ul ? C(LOAD(T)(p.weight_addr, c)) : C(1); }
+
+void main() {
+  LayerNormParams p = LayerNormParams(params_address);
+  uint t = gl_LocalInvocationIndex, cols = p.cols;
+#if defined(WEIGHT_GRADS)
+  for (uint c = gl_GlobalInvocationID.x; c < cols; c += gl_NumWorkGroups.x * WG) {
+    C sum_w = C(0), sum_b = C(0);
+    for (uint r = 0; r < p.rows; ++r) {
+      C g = C(LOAD(T)(p.grad_out_addr, r * cols + c));
+      C xhat = (C(LOAD(T)(p.x_addr, r * cols + c)) - LOAD_STAT(p.mean_addr, r)) * LOAD_STAT(p.rstd_addr, r);
+      sum_w += g * xhat;
+      sum_b += g;
+    }
+    if (p.grad_weight_addr != 0ul) STORE(T)(p.grad_weight_addr, c, CT(T)(sum_w));
+    if (p.grad_bias_addr != 0ul) STORE(T)(p.grad_bias_addr, c, CT(T)(sum_b));
+  }
+#else
+  for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {
+    uint base = r * cols;
+#if defined(BACKWARD)
+    C mu = LOAD_STAT(p.mean_addr, r), rs = LOAD_STAT(p.rstd_addr, r);
+    C sum_g = C(0), sum_gx = C(0);
+    for (uint c = t; c < cols; c += WG) {
+      C xhat = (C(LOAD(T)(p.x_addr, base + c)) - mu) * rs;
+      C g = C(LOAD(T)(p.grad_out_addr, base + c)) * weight_at(p, c);
+      sum_g += g;
+      sum_gx += g * xhat;
+    }
+    C mean_g = workgroup_sum(sum_g) / C(cols);
+    C mean_gx = workgroup_sum(sum_gx) / C(cols);
+    for (uint c = t; c < cols; c += WG) {
+      C xhat = (C(LOAD(T)(p.x_addr, base + c)) - mu) * rs;
+      C g = C(LOAD(T)(p.grad_out_addr, base + c)) * weight_at(p, c);
+      STORE(T)(p.out_addr, base + c, CT(T)(rs * (g - mean_g - xhat * mean_gx)));
+    }
+#else
+#if T_KIND == 1
+    C eps = uint64BitsToDouble(p.eps_bits);
+#else
+    C eps = p.eps_f;
+#endif
+    C sum = C(0);
+    for (uint c = t; c < cols; c += WG) sum += C(LOAD(T)(p.x_addr, base + c));
+    C mu = workgroup_sum(sum) / C(cols);
+    C sq = C(0);
+    for (uint c = t; c < cols; c += WG) {
+      C d = C(LOAD(T)(p.x_addr, base + c)) - mu;
+      sq += d * d;
+    }
+    C rs = C(1) / sqrt(workgroup_sum(sq) / C(cols) + eps);
+    if (t == 0) {
+      STORE_STAT(p.mean_addr, r, mu);
+      STORE_STAT(p.rstd_addr, r, rs);
+    }
+    for (uint c = t; c < cols; c += WG) {
+      C b = p.bias_addr != 0ul ? C(LOAD(T)(p.bias_addr, c)) : C(0);
+      STORE(T)(p.out_addr, base + c, CT(T)((C(LOAD(T)(p.x_addr, base + c)) - mu) * rs * weight_at(p, c) + b));
+    }
+#endif
+  }
+#endif
+}

@@ -1,0 +1,131 @@
+// Softmax and log-softmax forward and backward, and layer norm forward and backward: row-wise
+// kernels with a workgroup per row (shaders/softmax.comp, shaders/layer_norm.comp).
+
+#include <bit>
+#include <string>
+
+#include "backend/vulkan/vulkan_backend.h"
+
+namespace st::backend::vulkan {
+namespace {
+
+// Mirrors SoftmaxParams of shaders/softmax.comp.
+struct SoftmaxParams {
+  uint64_t in_addr = 0;
+  uint64_t y_addr = 0;
+  uint64_t out_addr = 0;
+  uint64_t scale_bits = 0;
+  float scale_f = 0;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint32_t log_softmax = 0;
+  uint32_t causal_rows = 0;
+  uint32_t pad = 0;
+};
+
+// Mirrors LayerNormParams of shaders/layer_norm.comp.
+struct LayerNormParams {
+  uint64_t x_addr = 0;
+  uint64_t out_addr = 0;
+  uint64_t mean_addr = 0;
+  uint64_t rstd_addr = 0;
+  uint64_t weight_addr = 0;
+  uint64_t bias_addr = 0;
+  uint64_t grad_out_addr = 0;
+  uint64_t grad_weight_addr = 0;
+  uint64_t grad_bias_addr = 0;
+  uint64_t eps_bits = 0;
+  float eps_f = 0;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint32_t pad = 0;
+};
+
+uint64_t optional_address(const Tensor& t) { return t.defined() ? address_of(t) : 0; }
+
+}  // namespace
+
+void VulkanBackend::softmax(const Tensor& out, const Tensor& in, bool log, double scale,
+                            int64_t causal_rows) {
+  if (in.numel() == 0) return;
+  SoftmaxParams p;
+  p.in_addr = address_of(in);
+  p.y_addr = address_of(out);
+  p.scale_bits = std::bit_cast<uint64_t>(scale);
+  p.scale_f = static_cast<float>(scale);
+  p.rows = index32(in.shape()[0], "softmax");
+  p.cols = index32(in.shape()[1], "softmax");
+  index32(in.numel(), "softmax");
+  p.log_softmax = log;
+  p.causal_rows = index32(causal_rows, "softmax");
+  context().dispatch(detail::concat("softmax_", shader_dtype(in.dtype(), "softmax")), &p, sizeof(p),
+                     groups_for(p.rows, 1));
+}
+
+void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out,
+                                     const Tensor& out, bool log, double scale) {
+  if (out.numel() == 0) return;
+  SoftmaxParams p;
+  p.in_addr = address_of(grad_out);
+  p.y_addr = address_of(out);
+  p.out_addr = address_of(grad_in);
+  p.scale_bits = std::bit_cast<uint64_t>(scale);
+  p.scale_f = static_cast<float>(scale);
+  p.rows = index32(out.shape()[0], "softmax_backward");
+  p.cols = index32(out.shape()[1], "softmax_backward");
+  index32(out.numel(), "softmax_backward");
+  p.log_softmax = log;
+  context().dispatch(
+      detail::concat("softmax_backward_", shader_dtype(out.dtype(), "softmax_backward")), &p,
+      sizeof(p), groups_for(p.rows, 1));
+}
+
+void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
+                               const Tensor& x, const Tensor& weight, const Tensor& bias,
+                               double eps) {
+  const int64_t rows = mean.numel();
+  if (rows == 0) return;
+  LayerNormParams p;
+  p.x_addr = address_of(x);
+  p.out_addr = address_of(out);
+  p.mean_addr = address_of(mean);
+  p.rstd_addr = address_of(rstd);
+  p.weight_addr = optional_address(weight);
+  p.bias_addr = optional_address(bias);
+  p.eps_bits = std::bit_cast<uint64_t>(eps);
+  p.eps_f = static_cast<float>(eps);
+  p.rows = index32(rows, "layer_norm");
+  p.cols = index32(x.numel() / rows, "layer_norm");
+  index32(x.numel(), "layer_norm");
+  context().dispatch(detail::concat("layer_norm_", shader_dtype(x.dtype(), "layer_norm")), &p,
+                     sizeof(p), groups_for(rows, 1));
+}
+
+void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
+                                        const Tensor& grad_bias, const Tensor& grad_out,
+                                        const Tensor& x, const Tensor& mean, const Tensor& rstd,
+                                        const Tensor& weight) {
+  const int64_t rows = mean.numel();
+  if (rows == 0) return;
+  const std::string_view dtype = shader_dtype(x.dtype(), "layer_norm_backward");
+  LayerNormParams p;
+  p.x_addr = address_of(x);
+  p.out_addr = optional_address(grad_x);
+  p.mean_addr = address_of(mean);
+  p.rstd_addr = address_of(rstd);
+  p.weight_addr = optional_address(weight);
+  p.grad_out_addr = address_of(grad_out);
+  p.grad_weight_addr = optional_address(grad_weight);
+  p.grad_bias_addr = optional_address(grad_bias);
+  p.rows = index32(rows, "layer_norm_backward");
+  p.cols = index32(x.numel() / rows, "layer_norm_backward");
+  index32(x.numel(), "layer_norm_backward");
+  if (grad_x.defined())
+    context().dispatch(detail::concat("layer_norm_backward_", dtype), &p, sizeof(p),
+                       groups_for(rows, 1));
+  if (grad_weight.defined() || grad_bias.defined())
+    context().dispatch(detail::concat("layer_norm_weight_grads_", dtype), &p, sizeof(p),
+                       groups_for(p.cols, 256));
+}
+
+}  // namespace st::backend::vulkan
