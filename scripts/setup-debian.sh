@@ -10,7 +10,7 @@ export DEBIAN_FRONTEND=noninteractive
 "${sudo[@]}" apt-get update
 "${sudo[@]}" apt-get install -y --no-install-recommends \
   cmake ninja-build g++ make pkg-config \
-  libopenblas-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
+  libopenblas-dev libopenblas-openmp-dev libcairo2-dev libgtest-dev libgmock-dev libbenchmark-dev nlohmann-json3-dev \
   python3-dev python3-venv
 # The Vulkan backend: loader and headers, glslc for the shaders, Mesa's lavapipe (a Vulkan device on
 # the CPU, which CI tests on) and the validation layers the test run enables.
