@@ -36,6 +36,7 @@ void Backend::not_implemented(std::string_view op) const {
       detail::concat("[", op, "] not implemented on the ", name(), " backend"));
 }
 
+MemoryStats Backend::memory_stats(int) { not_implemented("memory_stats"); }
 void Backend::copy(const Tensor&, const Tensor&) { not_implemented("copy"); }
 void Backend::fill(const Tensor&, const Scalar&) { not_implemented("fill"); }
 void Backend::arange(const Tensor&, double, double) { not_implemented("arange"); }

@@ -15,6 +15,7 @@
 #include <string_view>
 #include <vector>
 
+#include "spiraltorch/memory.h"
 #include "spiraltorch/ops.h"
 #include "spiraltorch/tensor.h"
 
@@ -76,6 +77,9 @@ class Backend {
   virtual void copy_from_host(const Tensor& dst, const void* src) = 0;
   virtual void copy_to_host(void* dst, const Tensor& src) = 0;
   virtual void synchronize(int /*device_index*/) {}
+  // The statistics of a GPU backend's caching allocator, and the release of its cached blocks.
+  virtual MemoryStats memory_stats(int device_index);
+  virtual void empty_cache() {}
 
   // dst = src converted to dst's dtype; same shape, any strides on both (dst may be a view).
   virtual void copy(const Tensor& dst, const Tensor& src);

@@ -1,0 +1,107 @@
+#pragma once
+// The CUDA backend. Private to src/backend/cuda/. Work for a device goes on that device's one
+// stream, in order, so the host waits only where it reads values (copy_to_host, the index checks
+// of embedding and cross_entropy). Kernels by family: elementwise.cu (copy, fill, arange, unary,
+// binary, where), random.cu, reduce.cu (reduce, arg_reduce, sum_of_squares), softmax.cu (softmax
+// and cross_entropy), norm.cu, embedding.cu, optim.cu, and the GEMMs: matmul.cpp (cuBLASLt and the
+// choice of path), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams and copies: runtime.cpp.
+
+#include <cuda_runtime.h>
+
+#include "backend/backend.h"
+
+namespace st::backend::cuda {
+
+// Throws DeviceError "[cuda] <what>: <CUDA's error text>" unless status is cudaSuccess.
+void check(cudaError_t status, const char* what);
+// After a kernel launch: the launch's own error, if any, as DeviceError naming the kernel.
+void check_launch(const char* kernel);
+
+// The stream of a device, made on first use; with the device made current on this thread.
+cudaStream_t stream_for(int device);
+// The stream of the device a tensor lives on, with that device made current.
+inline cudaStream_t stream_of(const Tensor& t) { return stream_for(t.device().index); }
+// Number of multiprocessors of a device, for sizing grids.
+int multiprocessors(int device);
+
+// A scratch tensor on a device for a kernel's partial results, freed through the caching
+// allocator (so stream order keeps it alive long enough).
+Tensor scratch(const Shape& shape, DType dtype, Device device);
+
+// Reads a device flag that a kernel may have set, waiting for the stream; throws IndexError with
+// `message` and the offending value when the flag is set. Used where a contract asks for an index
+// check.
+void raise_if_flagged(const Tensor& flag, const char* op, const char* what, int64_t limit);
+
+class CudaBackend final : public Backend {
+ public:
+  DeviceType device_type() const override { return DeviceType::CUDA; }
+  std::string_view name() const override { return "cuda"; }
+  int device_count() const override;
+
+  void* allocate(size_t nbytes, int device_index) override;
+  void deallocate(void* ptr, size_t nbytes, int device_index) override;
+  void copy_from_host(const Tensor& dst, const void* src) override;
+  void copy_to_host(void* dst, const Tensor& src) override;
+  void synchronize(int device_index) override;
+  MemoryStats memory_stats(int device_index) override;
+  void empty_cache() override;
+
+  void copy(const Tensor& dst, const Tensor& src) override;
+  void fill(const Tensor& dst, const Scalar& value) override;
+  void arange(const Tensor& dst, double start, double step) override;
+  void uniform(const Tensor& dst, double low, double high, uint64_t seed, uint64_t offset) override;
+  void normal(const Tensor& dst, double mean, double stddev, uint64_t seed,
+              uint64_t offset) override;
+
+  void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta) override;
+  void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;
+  void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;
+
+  void reduce(ReduceOp op, const Tensor& out, const Tensor& in,
+              const std::vector<int64_t>& dims) override;
+  void arg_reduce(ArgReduceOp op, const Tensor& values, const Tensor& indices, const Tensor& in,
+                  int64_t dim) override;
+
+  void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+              double beta) override;
+
+  void softmax(const Tensor& out, const Tensor& in, bool log, double scale,
+               int64_t causal_rows) override;
+  void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log,
+                        double scale) override;
+  void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
+                  const Tensor& weight, const Tensor& bias, double eps) override;
+  void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
+                           const Tensor& grad_out, const Tensor& x, const Tensor& mean,
+                           const Tensor& rstd, const Tensor& weight) override;
+  void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices) override;
+  void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
+                          const Tensor& indices) override;
+  void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
+                     const Tensor& target, int64_t ignore_index) override;
+  void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
+                              const Tensor& logits, const Tensor& lse, const Tensor& target,
+                              int64_t ignore_index) override;
+  void dropout(const Tensor& out, const Tensor& mask, const Tensor& in, double p, uint64_t seed,
+               uint64_t offset) override;
+
+  void sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                  const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update) override;
+  void adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                   const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
+                   const AdamUpdate& update) override;
+  void sum_of_squares(const Tensor& out, const std::vector<Tensor>& tensors) override;
+
+  // The GEMM paths behind matmul, each usable on its own (tests and benchmarks call them through
+  // st::cuda::set_gemm_backend). Same contract as matmul.
+  void gemm_cublaslt(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                     double beta);
+  void gemm_tiled(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta);
+  // Returns false when the operands do not suit the kernel (dtype, alignment); nothing is done
+  // then.
+  bool gemm_tensorcore(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                       double beta);
+};
+
+}  // namespace st::backend::cuda

@@ -1,0 +1,150 @@
+// Fused multi-tensor SGD and Adam/AdamW updates: all parameters of one dtype are updated by one
+// launch, each block taking a chunk of one tensor from a table of jobs copied to the device. Each
+// element's parameter, gradient and state are read once and written once. Maths as ops.h states.
+
+#include <cmath>
+#include <vector>
+
+#include "backend/cuda/common.cuh"
+
+namespace st::backend::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kChunk = 64 * 1024;
+
+struct Job {
+  void* param;
+  const void* grad;
+  void* state0;  // momentum buffer, or Adam's exp_avg
+  void* state1;  // Adam's exp_avg_sq
+  int64_t begin, end;
+};
+
+template <typename T>
+__global__ void sgd_kernel(const Job* jobs, double lr, double wd, double momentum, double keep,
+                           bool nesterov, bool first_step) {
+  using C = calc_t<T>;
+  const Job job = jobs[blockIdx.x];
+  T* p = static_cast<T*>(job.param);
+  const T* g = static_cast<const T*>(job.grad);
+  T* buf = static_cast<T*>(job.state0);
+  for (int64_t i = job.begin + threadIdx.x; i < job.end; i += blockDim.x) {
+    const C x = load(p[i]);
+    C d = load(g[i]) + C(wd) * x;
+    if (buf) {
+      const C b = first_step ? d : C(momentum) * load(buf[i]) + C(keep) * d;
+      buf[i] = store<T>(b);
+      d = nesterov ? d + C(momentum) * b : b;
+    }
+    p[i] = store<T>(x - C(lr) * d);
+  }
+}
+
+struct AdamScalars {
+  double step_size, inv_sqrt_bias2, beta1, beta2, eps, coupled_wd, shrink;
+};
+
+template <typename T>
+__global__ void adam_kernel(const Job* jobs, AdamScalars s) {
+  using C = calc_t<T>;
+  const Job job = jobs[blockIdx.x];
+  T* p = static_cast<T*>(job.param);
+  const T* g = static_cast<const T*>(job.grad);
+  T* m = static_cast<T*>(job.state0);
+  T* v = static_cast<T*>(job.state1);
+  const C step_size = C(s.step_size), inv_sqrt_bias2 = C(s.inv_sqrt_bias2), b1 = C(s.beta1),
+          b2 = C(s.beta2), eps = C(s.eps), coupled_wd = C(s.coupled_wd), shrink = C(s.shrink);
+  for (int64_t i = job.begin + threadIdx.x; i < job.end; i += blockDim.x) {
+    const C p0 = load(p[i]);
+    const C x = p0 * shrink;
+    const C d = load(g[i]) + coupled_wd * p0;
+    const C mi = b1 * load(m[i]) + (C(1) - b1) * d;
+    const C vi = b2 * load(v[i]) + (C(1) - b2) * d * d;
+    m[i] = store<T>(mi);
+    v[i] = store<T>(vi);
+    p[i] = store<T>(x - step_size * mi / (::sqrt(vi) * inv_sqrt_bias2 + eps));
+  }
+}
+
+// The jobs of the tensors of one dtype, copied to a device buffer; empty when there are none.
+Tensor upload_jobs(const std::vector<Job>& jobs, Device device, cudaStream_t stream) {
+  const Tensor table =
+      scratch({static_cast<int64_t>(jobs.size() * sizeof(Job))}, DType::Bool, device);
+  // From pageable memory the copy is staged before the call returns, so `jobs` may go.
+  check(cudaMemcpyAsync(table.data_ptr(), jobs.data(), jobs.size() * sizeof(Job),
+                        cudaMemcpyHostToDevice, stream),
+        "cudaMemcpyAsync of the update table");
+  return table;
+}
+
+// Calls launch(tag, jobs) once per float dtype present in params.
+template <typename Launch>
+void for_each_dtype(const char* op, const std::vector<Tensor>& params,
+                    const std::vector<Tensor>& grads, const std::vector<Tensor>& state0,
+                    const std::vector<Tensor>& state1, Launch&& launch) {
+  for (const Tensor& p : params) {
+    if (!is_floating(p.dtype()))
+      throw NotImplementedError(
+          detail::concat("[", op, "] not implemented for ", p.dtype(), " on the cuda backend"));
+  }
+  for (DType dtype : {DType::Float32, DType::Float64, DType::Float16, DType::BFloat16}) {
+    std::vector<Job> jobs;
+    for (size_t t = 0; t < params.size(); ++t) {
+      if (params[t].dtype() != dtype) continue;
+      for (int64_t b = 0; b < params[t].numel(); b += kChunk) {
+        jobs.push_back({params[t].data_ptr(), grads[t].data_ptr(),
+                        state0.empty() ? nullptr : state0[t].data_ptr(),
+                        state1.empty() ? nullptr : state1[t].data_ptr(), b,
+                        std::min(params[t].numel(), b + kChunk)});
+      }
+    }
+    if (jobs.empty()) continue;
+    dispatch_float(dtype, op, [&](auto tag) { launch(tag, jobs); });
+  }
+}
+
+}  // namespace
+
+void CudaBackend::sgd_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                             const std::vector<Tensor>& momentum_buffers, const SgdUpdate& u) {
+  if (params.empty()) return;
+  const Device device = params[0].device();
+  const cudaStream_t stream = stream_for(device.index);
+  for_each_dtype("sgd_update", params, grads, momentum_buffers, {},
+                 [&](auto tag, const auto& jobs) {
+                   using T = decltype(tag);
+                   const Tensor table = upload_jobs(jobs, device, stream);
+                   sgd_kernel<T><<<static_cast<unsigned>(jobs.size()), kThreads, 0, stream>>>(
+                       static_cast<const Job*>(table.data_ptr()), u.lr, u.weight_decay, u.momentum,
+                       1 - u.dampening, u.nesterov, u.first_step);
+                   check_launch("sgd_update");
+                 });
+}
+
+void CudaBackend::adam_update(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
+                              const std::vector<Tensor>& exp_avgs,
+                              const std::vector<Tensor>& exp_avg_sqs, const AdamUpdate& u) {
+  if (params.empty()) return;
+  const Device device = params[0].device();
+  const cudaStream_t stream = stream_for(device.index);
+  const double bias1 = 1 - std::pow(u.beta1, static_cast<double>(u.step));
+  const double bias2 = 1 - std::pow(u.beta2, static_cast<double>(u.step));
+  const AdamScalars s{u.lr / bias1,
+                      1 / std::sqrt(bias2),
+                      u.beta1,
+                      u.beta2,
+                      u.eps,
+                      u.decoupled_weight_decay ? 0.0 : u.weight_decay,
+                      u.decoupled_weight_decay ? 1 - u.lr * u.weight_decay : 1.0};
+  for_each_dtype("adam_update", params, grads, exp_avgs, exp_avg_sqs,
+                 [&](auto tag, const auto& jobs) {
+                   using T = decltype(tag);
+                   const Tensor table = upload_jobs(jobs, device, stream);
+                   adam_kernel<T><<<static_cast<unsigned>(jobs.size()), kThreads, 0, stream>>>(
+                       static_cast<const Job*>(table.data_ptr()), s);
+                   check_launch("adam_update");
+                 });
+}
+
+}  // namespace st::backend::cuda

@@ -1,0 +1,178 @@
+// The CUDA backend instance and its registration: devices, one stream per device, the caching
+// allocators, host <-> device copies and error checking.
+
+#include <array>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <vector>
+
+#include "backend/cuda/cuda_backend.h"
+#include "core/caching_allocator.h"
+
+namespace st::backend::cuda {
+namespace {
+
+CudaBackend instance;
+
+struct Registration {
+  Registration() { register_backend(&instance); }
+} registration;
+
+// Per-device state, made on first use of the device. Never destroyed: the driver tears down the
+// context at exit, and a destructor calling cudaFree after the runtime unloads would fail.
+struct DeviceState {
+  cudaStream_t stream = nullptr;
+  int multiprocessors = 0;
+  CachingAllocator* allocator = nullptr;
+};
+
+std::mutex state_mutex;
+std::vector<DeviceState*>& states() {
+  static auto* all = new std::vector<DeviceState*>();
+  return *all;
+}
+
+void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+
+DeviceState& state(int device) {
+  std::lock_guard lock(state_mutex);
+  auto& all = states();
+  if (all.empty()) all.resize(static_cast<size_t>(instance.device_count()), nullptr);
+  ST_CHECK(device >= 0 && device < static_cast<int>(all.size()), DeviceError, "[cuda] device ",
+           device, " does not exist; this machine has ", all.size(), " CUDA device(s)");
+  DeviceState*& s = all[static_cast<size_t>(device)];
+  if (!s) {
+    auto fresh = std::make_unique<DeviceState>();
+    set_device(device);
+    check(cudaStreamCreateWithFlags(&fresh->stream, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaDeviceGetAttribute(&fresh->multiprocessors, cudaDevAttrMultiProcessorCount, device),
+          "cudaDeviceGetAttribute");
+    CachingAllocator::Callbacks callbacks{
+        [device](size_t nbytes) -> void* {
+          set_device(device);
+          void* ptr = nullptr;
+          const cudaError_t status = cudaMalloc(&ptr, nbytes);
+          if (status == cudaErrorMemoryAllocation) {
+            cudaGetLastError();  // clear it: the allocator retries or reports it as ours
+            return nullptr;
+          }
+          check(status, "cudaMalloc");
+          return ptr;
+        },
+        [device](void* ptr, size_t) {
+          set_device(device);
+          check(cudaFree(ptr), "cudaFree");
+        }};
+    fresh->allocator = new CachingAllocator("cuda:" + std::to_string(device), std::move(callbacks),
+                                            CachingAllocator::options_from_env("CUDA"));
+    s = fresh.release();
+  }
+  return *s;
+}
+
+}  // namespace
+
+void check(cudaError_t status, const char* what) {
+  if (status == cudaSuccess) return;
+  cudaGetLastError();  // a non-sticky error is cleared so that later calls start clean
+  throw DeviceError(detail::concat("[cuda] ", what, " failed: ", cudaGetErrorString(status), " (",
+                                   cudaGetErrorName(status), ")"));
+}
+
+void check_launch(const char* kernel) {
+  const cudaError_t status = cudaGetLastError();
+  if (status == cudaSuccess) return;
+  throw DeviceError(detail::concat("[cuda] launch of ", kernel,
+                                   " failed: ", cudaGetErrorString(status), " (",
+                                   cudaGetErrorName(status), ")"));
+}
+
+cudaStream_t stream_for(int device) {
+  DeviceState& s = state(device);
+  set_device(device);
+  return s.stream;
+}
+
+int multiprocessors(int device) { return state(device).multiprocessors; }
+
+Tensor scratch(const Shape& shape, DType dtype, Device device) {
+  auto impl = std::make_shared<TensorImpl>();
+  impl->shape = shape;
+  impl->strides = contiguous_strides(shape);
+  impl->dtype = dtype;
+  const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
+  CachingAllocator* pool = state(device.index).allocator;
+  impl->storage = std::make_shared<Storage>(pool->allocate(nbytes), nbytes, device,
+                                            [pool](void* p) { pool->deallocate(p); });
+  return Tensor(std::move(impl));
+}
+
+void raise_if_flagged(const Tensor& flag, const char* op, const char* what, int64_t limit) {
+  // flag holds [set, value] as int64.
+  int64_t host[2] = {0, 0};
+  instance.copy_to_host(host, flag);
+  ST_CHECK(host[0] == 0, IndexError, "[", op, "] ", what, " ", host[1], " is out of range [0, ",
+           limit, ")");
+}
+
+int CudaBackend::device_count() const {
+  static const int count = [] {
+    int n = 0;
+    // No driver or no GPU: the backend is present but has no device.
+    if (cudaGetDeviceCount(&n) != cudaSuccess) {
+      cudaGetLastError();
+      return 0;
+    }
+    return n;
+  }();
+  return count;
+}
+
+void* CudaBackend::allocate(size_t nbytes, int device_index) {
+  return state(device_index).allocator->allocate(nbytes);
+}
+
+void CudaBackend::deallocate(void* ptr, size_t, int device_index) {
+  // Work already queued on the device's one stream may still use ptr; the next user of the block
+  // is queued behind it on the same stream, so it can be reused at once.
+  state(device_index).allocator->deallocate(ptr);
+}
+
+void CudaBackend::copy_from_host(const Tensor& dst, const void* src) {
+  const size_t n = dst.nbytes();
+  if (n == 0) return;
+  // From pageable memory the copy is staged before this returns, so src may be freed after.
+  check(cudaMemcpyAsync(dst.data_ptr(), src, n, cudaMemcpyHostToDevice, stream_of(dst)),
+        "cudaMemcpyAsync to the device");
+}
+
+void CudaBackend::copy_to_host(void* dst, const Tensor& src) {
+  const size_t n = src.nbytes();
+  if (n == 0) return;
+  const cudaStream_t stream = stream_of(src);
+  check(cudaMemcpyAsync(dst, src.data_ptr(), n, cudaMemcpyDeviceToHost, stream),
+        "cudaMemcpyAsync to the host");
+  // The one place the host waits: it is about to read the values.
+  check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+}
+
+void CudaBackend::synchronize(int device_index) {
+  check(cudaStreamSynchronize(stream_for(device_index)), "cudaStreamSynchronize");
+}
+
+MemoryStats CudaBackend::memory_stats(int device_index) {
+  return state(device_index).allocator->stats();
+}
+
+void CudaBackend::empty_cache() {
+  for (int d = 0; d < device_count(); ++d) {
+    DeviceState& s = state(d);
+    // Blocks freed by the host may still be in use by queued work: cudaFree waits for it anyway,
+    // but waiting first keeps the order plain.
+    check(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");
+    s.allocator->empty_cache();
+  }
+}
+
+}  // namespace st::backend::cuda

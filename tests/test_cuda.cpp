@@ -1,0 +1,234 @@
+// CUDA-specific checks beyond the conformance suites (which run every op on cuda:0 already): the
+// three GEMM paths against float64 references, TF32 opt-in, large reductions that take the
+// two-pass path, the caching allocator's statistics, trace and caps. Every test skips cleanly on a
+// machine without a CUDA device.
+
+#include <gtest/gtest.h>
+#include <spiraltorch/cuda.h>
+#include <spiraltorch/spiraltorch.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace {
+
+using st::DType;
+using st::Tensor;
+
+#define SKIP_WITHOUT_CUDA() \
+  if (!st::cuda::is_available()) GTEST_SKIP() << "no CUDA device"
+
+// Values on a grid of 1/8 in [-2, 2]: exact in every float dtype, so references need no rounding
+// model.
+std::vector<double> grid_values(int64_t n, unsigned seed) {
+  std::mt19937 gen(seed);
+  std::uniform_int_distribution<int> pick(-16, 16);
+  std::vector<double> v(static_cast<size_t>(n));
+  for (double& x : v) x = pick(gen) / 8.0;
+  return v;
+}
+
+Tensor on_cuda(const std::vector<double>& values, const st::Shape& shape, DType dtype) {
+  return st::from_buffer(values.data(), shape, {.dtype = DType::Float64})
+      .to(st::Device("cuda:0"), dtype);
+}
+
+std::vector<double> host_values(const Tensor& t) {
+  return t.to(st::kCPU, DType::Float64).contiguous().to_vector<double>();
+}
+
+double rel_error(const std::vector<double>& got, const std::vector<double>& want) {
+  double num = 0, den = 0;
+  for (size_t i = 0; i < got.size(); ++i) {
+    if (std::isnan(got[i])) return INFINITY;
+    num += (got[i] - want[i]) * (got[i] - want[i]);
+    den += want[i] * want[i];
+  }
+  return std::sqrt(num / std::max(den, 1e-300));
+}
+
+// out[b] = a[b] @ w for row-major a [B, M, K] and w [K, N].
+std::vector<double> reference_matmul(const std::vector<double>& a, const std::vector<double>& w,
+                                     int64_t B, int64_t M, int64_t K, int64_t N) {
+  std::vector<double> out(static_cast<size_t>(B * M * N), 0.0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t m = 0; m < M; ++m)
+      for (int64_t k = 0; k < K; ++k) {
+        const double x = a[(b * M + m) * K + k];
+        for (int64_t n = 0; n < N; ++n) out[(b * M + m) * N + n] += x * w[k * N + n];
+      }
+  return out;
+}
+
+double tolerance(DType dtype) {
+  // Inputs are exact; f32 accumulation over K <= 300 and one rounding of the output.
+  return dtype == DType::Float32 ? 1e-5 : dtype == DType::Float16 ? 2e-3 : 1e-2;
+}
+
+struct GemmCase {
+  int64_t B, M, K, N;
+  bool transpose_w;  // pass w as a transposed view (unit stride along K)
+};
+
+class CudaGemm : public ::testing::TestWithParam<st::cuda::GemmBackend> {
+ protected:
+  void SetUp() override {
+    if (st::cuda::is_available()) {
+      saved_ = st::cuda::gemm_backend();
+      st::cuda::set_gemm_backend(GetParam());
+    }
+  }
+  void TearDown() override {
+    if (st::cuda::is_available()) st::cuda::set_gemm_backend(saved_);
+  }
+  st::cuda::GemmBackend saved_{};
+};
+
+TEST_P(CudaGemm, MatchesFloat64Reference) {
+  SKIP_WITHOUT_CUDA();
+  const GemmCase cases[] = {{1, 128, 64, 128, false}, {3, 200, 72, 136, false},
+                            {2, 33, 40, 17, true},    {1, 1, 24, 64, false},
+                            {4, 130, 256, 8, true},   {1, 257, 300, 264, false}};
+  for (DType dtype : {DType::Float32, DType::Float16, DType::BFloat16}) {
+    for (const GemmCase& c : cases) {
+      SCOPED_TRACE(::testing::Message() << st::dtype_name(dtype) << " B=" << c.B << " M=" << c.M
+                                        << " K=" << c.K << " N=" << c.N << " wT=" << c.transpose_w);
+      const auto a = grid_values(c.B * c.M * c.K, 1);
+      const auto w = grid_values(c.K * c.N, 2);
+      const Tensor ta = on_cuda(a, {c.B, c.M, c.K}, dtype);
+      Tensor tw = on_cuda(w, {c.K, c.N}, dtype);
+      if (c.transpose_w) tw = tw.t().contiguous().t();  // same values, column-major storage
+      // w broadcasts over the batch: stride 0 in the kernel's batch dim.
+      const Tensor out = st::matmul(ta, tw);
+      EXPECT_LT(rel_error(host_values(out), reference_matmul(a, w, c.B, c.M, c.K, c.N)),
+                tolerance(dtype));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Cuda, CudaGemm,
+                         ::testing::Values(st::cuda::GemmBackend::CublasLt,
+                                           st::cuda::GemmBackend::Tiled,
+                                           st::cuda::GemmBackend::TensorCore),
+                         [](const auto& info) {
+                           switch (info.param) {
+                             case st::cuda::GemmBackend::CublasLt: return std::string("cublaslt");
+                             case st::cuda::GemmBackend::Tiled: return std::string("tiled");
+                             default: return std::string("tensorcore");
+                           }
+                         });
+
+TEST(Cuda, Tf32IsOptIn) {
+  SKIP_WITHOUT_CUDA();
+  // Inputs with more than 10 significant bits: TF32 rounding shows, f32 does not.
+  std::mt19937 gen(3);
+  std::uniform_real_distribution<double> dist(-1, 1);
+  const int64_t n = 256;
+  std::vector<double> a(n * n), w(n * n);
+  for (double& x : a) x = static_cast<float>(dist(gen));
+  for (double& x : w) x = static_cast<float>(dist(gen));
+  const auto want = reference_matmul(a, w, 1, n, n, n);
+  const Tensor ta = on_cuda(a, {n, n}, DType::Float32), tw = on_cuda(w, {n, n}, DType::Float32);
+  const st::cuda::GemmBackend saved = st::cuda::gemm_backend();
+  st::cuda::set_gemm_backend(st::cuda::GemmBackend::CublasLt);
+  ASSERT_FALSE(st::cuda::allow_tf32());
+  const double exact = rel_error(host_values(st::matmul(ta, tw)), want);
+  st::cuda::set_allow_tf32(true);
+  const double tf32 = rel_error(host_values(st::matmul(ta, tw)), want);
+  st::cuda::set_allow_tf32(false);
+  st::cuda::set_gemm_backend(saved);
+  EXPECT_LT(exact, 1e-5);
+  EXPECT_LT(tf32, 1e-2);
+  EXPECT_GT(tf32, 1e-5) << "TF32 should round the inputs to 10 mantissa bits";
+}
+
+TEST(Cuda, LargeReductionsTakeTheTwoPassPath) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t rows = 3, cols = 3'000'001;
+  const auto v = grid_values(rows * cols, 4);
+  for (DType dtype : {DType::Float32, DType::BFloat16}) {
+    const Tensor t = on_cuda(v, {rows, cols}, dtype);
+    std::vector<double> row_sums(rows, 0.0), col_sums(cols, 0.0);
+    double total = 0, biggest = -INFINITY;
+    for (int64_t r = 0; r < rows; ++r)
+      for (int64_t c = 0; c < cols; ++c) {
+        const double x = v[r * cols + c];
+        row_sums[r] += x;
+        col_sums[c] += x;
+        total += x;
+        biggest = std::max(biggest, x);
+      }
+    // Sums accumulate in f64; what remains is one rounding of each output to the dtype.
+    const double out_tol = dtype == DType::Float32 ? 1e-6 : 8e-3;
+    EXPECT_NEAR(t.sum().item<double>(), total, out_tol * std::abs(total) + 1e-6);
+    EXPECT_LT(rel_error(host_values(t.sum({1})), row_sums), out_tol);
+    EXPECT_LT(rel_error(host_values(t.sum({0})), col_sums), out_tol);
+    EXPECT_EQ(st::amax(t).item<double>(), biggest);
+  }
+}
+
+TEST(CudaPool, StatisticsFollowTensors) {
+  SKIP_WITHOUT_CUDA();
+  st::cuda::empty_cache();
+  const st::MemoryStats before = st::cuda::memory_stats(0);
+  {
+    Tensor t = st::empty({1 << 20}, {.dtype = DType::Float32, .device = st::Device("cuda:0")});
+    const st::MemoryStats during = st::cuda::memory_stats(0);
+    EXPECT_EQ(during.allocated_bytes - before.allocated_bytes, size_t{4} << 20);
+    EXPECT_GE(during.reserved_bytes, during.allocated_bytes);
+    EXPECT_GE(during.peak_allocated_bytes, during.allocated_bytes);
+  }
+  const st::MemoryStats after = st::cuda::memory_stats(0);
+  EXPECT_EQ(after.allocated_bytes, before.allocated_bytes);
+  {
+    // The freed block is reused for a tensor of the same size class.
+    Tensor again = st::empty({1 << 20}, {.dtype = DType::Float32, .device = st::Device("cuda:0")});
+    EXPECT_EQ(st::cuda::memory_stats(0).cache_hits, after.cache_hits + 1);
+  }
+  st::cuda::empty_cache();
+  EXPECT_EQ(st::cuda::memory_stats(0).cached_bytes, 0u);
+}
+
+TEST(CudaPool, OutOfMemoryIsAnErrorWithSizes) {
+  SKIP_WITHOUT_CUDA();
+  try {
+    st::empty({int64_t{1} << 46}, {.dtype = DType::Float32, .device = st::Device("cuda:0")});
+    ADD_FAILURE() << "expected OutOfMemoryError";
+  } catch (const st::OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find(std::to_string(uint64_t{1} << 48)), std::string::npos)
+        << e.what();
+  }
+  EXPECT_EQ(st::ones({4}, {.device = st::Device("cuda:0")}).sum().item<double>(), 4.0);
+}
+
+// Run by CTest with ST_CUDA_POOL_TRACE=1 (see tests/CMakeLists.txt); skipped otherwise.
+TEST(CudaPool, TraceLogsAllocationsAndReleases) {
+  SKIP_WITHOUT_CUDA();
+  if (!std::getenv("ST_CUDA_POOL_TRACE")) GTEST_SKIP() << "needs ST_CUDA_POOL_TRACE=1";
+  ::testing::internal::CaptureStderr();
+  { Tensor t = st::empty({1000}, {.device = st::Device("cuda:0")}); }
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_NE(log.find("[cuda:0 pool] alloc 4000 B as 4096 B"), std::string::npos) << log;
+  EXPECT_NE(log.find("[cuda:0 pool] free 4096 B"), std::string::npos) << log;
+}
+
+// Run by CTest with ST_CUDA_POOL_MAX_BYTES=1M and ST_CUDA_POOL_MAX_PER_CLASS=1.
+TEST(CudaPool, CapsFromTheEnvironment) {
+  SKIP_WITHOUT_CUDA();
+  if (!std::getenv("ST_CUDA_POOL_MAX_BYTES")) GTEST_SKIP() << "needs ST_CUDA_POOL_MAX_BYTES";
+  st::cuda::empty_cache();
+  const st::Device cuda("cuda:0");
+  { Tensor big = st::empty({1 << 20}, {.device = cuda}); }  // 4 MiB: over the 1 MiB cap
+  EXPECT_EQ(st::cuda::memory_stats(0).cached_bytes, 0u);
+  {
+    Tensor a = st::empty({1000}, {.device = cuda});
+    Tensor b = st::empty({1000}, {.device = cuda});
+  }
+  // Two 4 KiB blocks of one class freed; the per-class cap keeps one.
+  EXPECT_EQ(st::cuda::memory_stats(0).cached_bytes, 4096u);
+}
+
+}  // namespace
