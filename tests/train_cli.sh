@@ -12,7 +12,7 @@ tiny=(--layers 1 --d-model 16 --heads 2 --context 16 --batch 4 --eval-every 5 --
 if "$train" --no-such-flag 1 2>"$out/err"; then exit 1; fi
 grep -q "unknown option --no-such-flag" "$out/err"
 
-"$train" "${tiny[@]}" --steps 10 --out "$out/short" >"$out/sample.txt"
+"$train" "${tiny[@]}" --steps 10 --out "$out/short" >"$out/sample.txt" 2>"$out/short.log"
 for f in checkpoint.safetensors loss.png sample.txt; do test -s "$out/short/$f"; done
 grep -q -- "---- sample" "$out/sample.txt"
 
@@ -21,9 +21,10 @@ grep -q -- "---- sample" "$out/sample.txt"
   2>"$out/long.log" &
 pid=$!
 for _ in $(seq 1 600); do
-  grep -q "step" "$out/long.log" 2>/dev/null && break
+  grep -q "parameters" "$out/long.log" 2>/dev/null && break
   sleep 0.1
 done
+sleep 1
 kill -INT "$pid"
 status=0
 wait "$pid" || status=$?

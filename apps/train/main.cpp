@@ -109,7 +109,9 @@ int main(int argc, char** argv) {
   const std::vector<Option> options{
       option("data", "text file to train on", config.data),
       option("out", "folder for checkpoint.safetensors, loss.png and sample.txt", config.out_dir),
-      option("resume", "continue the run saved in this checkpoint", resume),
+      option("resume",
+             "continue the run saved in this checkpoint, with its settings unless given here",
+             resume),
       option("device", "cpu, cuda, cuda:1, vulkan", config.device),
       option("layers", "transformer blocks", config.layers),
       option("d-model", "width of the residual stream", config.d_model),
@@ -144,6 +146,7 @@ int main(int argc, char** argv) {
   try {
     std::map<std::string, const Option*> by_flag;
     for (const Option& o : options) by_flag[o.flag] = &o;
+    std::vector<std::pair<const Option*, std::string>> given;
     for (int i = 1; i < argc; ++i) {
       std::string arg = argv[i];
       if (arg == "--help" || arg == "-h") {
@@ -165,6 +168,12 @@ int main(int argc, char** argv) {
       ST_CHECK(it != by_flag.end(), ValueError, "[spiraltorch-train] unknown option ", arg,
                " (see --help)");
       it->second->set(value);
+      given.emplace_back(it->second, value);
+    }
+    // A resumed run takes the checkpoint's settings, then whatever the command line changes.
+    if (!resume.empty()) {
+      config = st_train::Trainer::checkpoint_config(resume);
+      for (const auto& [option, value] : given) option->set(value);
     }
 
     st_train::Trainer trainer(config, resume);

@@ -51,26 +51,14 @@ json config_json(const TrainConfig& c) {
           {"seed", c.seed}};
 }
 
-// The training settings of a saved run; the output settings stay those of `current`.
-TrainConfig config_from_json(const json& j, const TrainConfig& current) {
-  TrainConfig c = current;
-  c.data = j.at("data").get<std::string>();
-  c.context = j.at("context").get<int64_t>();
-  c.layers = j.at("layers").get<int64_t>();
-  c.d_model = j.at("d_model").get<int64_t>();
-  c.heads = j.at("heads").get<int64_t>();
-  c.dropout = j.at("dropout").get<double>();
-  c.batch = j.at("batch").get<int64_t>();
-  c.steps = std::max(current.steps, j.at("steps").get<int64_t>());
-  c.lr = j.at("lr").get<double>();
-  c.min_lr = j.at("min_lr").get<double>();
-  c.warmup = j.at("warmup").get<int64_t>();
-  c.weight_decay = j.at("weight_decay").get<double>();
-  c.grad_clip = j.at("grad_clip").get<double>();
-  c.eval_every = j.at("eval_every").get<int64_t>();
-  c.eval_batches = j.at("eval_batches").get<int64_t>();
-  c.seed = j.at("seed").get<uint64_t>();
-  return c;
+st::SafetensorsFile read_checkpoint(const std::string& path) {
+  st::SafetensorsFile file = st::load_safetensors(path);
+  const auto& meta = file.metadata;
+  ST_CHECK(meta.count("format") && meta.at("format") == kFormat && meta.count("config") &&
+               meta.count("vocab") && meta.count("step"),
+           ValueError, "[spiraltorch-train] '", path, "' is not a checkpoint of this program (",
+           kFormat, ")");
+  return file;
 }
 
 void check_config(const TrainConfig& c) {
@@ -128,18 +116,33 @@ std::string CharCorpus::decode(const std::vector<int64_t>& ids) const {
   return out;
 }
 
+TrainConfig Trainer::checkpoint_config(const std::string& path) {
+  const json j = json::parse(read_checkpoint(path).metadata.at("config"));
+  TrainConfig c;
+  c.out_dir = std::filesystem::path(path).parent_path().string();
+  c.data = j.at("data").get<std::string>();
+  c.context = j.at("context").get<int64_t>();
+  c.layers = j.at("layers").get<int64_t>();
+  c.d_model = j.at("d_model").get<int64_t>();
+  c.heads = j.at("heads").get<int64_t>();
+  c.dropout = j.at("dropout").get<double>();
+  c.batch = j.at("batch").get<int64_t>();
+  c.steps = j.at("steps").get<int64_t>();
+  c.lr = j.at("lr").get<double>();
+  c.min_lr = j.at("min_lr").get<double>();
+  c.warmup = j.at("warmup").get<int64_t>();
+  c.weight_decay = j.at("weight_decay").get<double>();
+  c.grad_clip = j.at("grad_clip").get<double>();
+  c.eval_every = j.at("eval_every").get<int64_t>();
+  c.eval_batches = j.at("eval_batches").get<int64_t>();
+  c.seed = j.at("seed").get<uint64_t>();
+  return c;
+}
+
 Trainer::Trainer(TrainConfig config, const std::string& resume)
     : config_(std::move(config)), device_(config_.device) {
-  json saved;
   st::SafetensorsFile checkpoint;
-  if (!resume.empty()) {
-    checkpoint = st::load_safetensors(resume);
-    const auto& meta = checkpoint.metadata;
-    ST_CHECK(meta.count("format") && meta.at("format") == kFormat, ValueError,
-             "[spiraltorch-train] '", resume, "' is not a checkpoint of this program (", kFormat,
-             ")");
-    config_ = config_from_json(json::parse(meta.at("config")), config_);
-  }
+  if (!resume.empty()) checkpoint = read_checkpoint(resume);
   check_config(config_);
   corpus_ = CharCorpus::from_file(config_.data);
   ST_CHECK(static_cast<int64_t>(corpus_.validation().size()) > config_.context + 1, ValueError,

@@ -28,7 +28,7 @@ struct TrainConfig {
   int64_t heads = 4;
   double dropout = 0;
   int64_t batch = 16;
-  int64_t steps = 1000;
+  int64_t steps = 2000;
   double lr = 3e-3;
   double min_lr = 3e-4;
   int64_t warmup = 50;
@@ -75,9 +75,12 @@ struct StepReport {
 
 class Trainer {
  public:
-  // A new run; or, with `resume`, the run saved in that checkpoint (its model and training
-  // settings; `config` may extend `steps` and change out_dir, the output settings and device).
+  // A new run; or, with `resume`, the run saved in that checkpoint, continued with `config`
+  // (normally checkpoint_config(resume): the same settings give the uninterrupted run's results;
+  // a model of another shape is refused).
   Trainer(TrainConfig config, const std::string& resume = {});
+  // The settings a checkpoint was trained with; out_dir is the checkpoint's folder.
+  static TrainConfig checkpoint_config(const std::string& path);
 
   // Trains up to config.steps, evaluating and checkpointing on schedule. Returns false when
   // `stop` was raised (a checkpoint of the last finished step is saved first).
