@@ -14,12 +14,14 @@
 #include <cerrno>
 #include <cstdint>
 #include <filesystem>
+#include <iterator>
 #include <limits>
-#include <nlohmann/json.hpp>
 #include <set>
 #include <system_error>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "spiraltorch/ops.h"
 
@@ -38,29 +40,32 @@ constexpr std::string_view kMetadataKey = "__metadata__";
 // The reference refuses larger headers; so do we, before allocating for one.
 constexpr uint64_t kMaxHeaderBytes = 100'000'000;
 
-// Our dtypes with their names in the format. `rank` is the dtype's place in the reference's dtype
-// enum, which is ordered by alignment: a file lists tensors by rank descending, then by name.
+// Our dtypes with their names in the format, indexed by DType. `rank` is the dtype's place in the
+// reference's dtype enum, which is ordered by alignment: a file lists tensors by rank descending,
+// then by name.
 struct FormatDType {
   DType dtype;
   std::string_view name;
   int rank;
 };
 constexpr FormatDType kFormatDTypes[] = {
-    {DType::Bool, "BOOL", 0}, {DType::Float16, "F16", 1}, {DType::BFloat16, "BF16", 2},
-    {DType::Int32, "I32", 3}, {DType::Float32, "F32", 4}, {DType::Float64, "F64", 5},
-    {DType::Int64, "I64", 6},
+    {DType::Float32, "F32", 4},   {DType::Float64, "F64", 5}, {DType::Float16, "F16", 1},
+    {DType::BFloat16, "BF16", 2}, {DType::Int32, "I32", 3},   {DType::Int64, "I64", 6},
+    {DType::Bool, "BOOL", 0},
 };
+constexpr bool indexed_by_dtype() {
+  for (size_t i = 0; i < std::size(kFormatDTypes); ++i) {
+    if (static_cast<size_t>(kFormatDTypes[i].dtype) != i) return false;
+  }
+  return true;
+}
+static_assert(indexed_by_dtype(), "kFormatDTypes must list the dtypes in DType's order");
+const FormatDType& format_dtype(DType dtype) { return kFormatDTypes[static_cast<size_t>(dtype)]; }
+
 // The format's other dtypes: valid in a file, but SpiralTorch has no storage type for them.
 constexpr std::string_view kUnsupportedDTypes[] = {
     "U8",      "I8",      "I16",     "U16", "U32",     "U64",    "C64",
     "F8_E5M2", "F8_E4M3", "F8_E8M0", "F4",  "F6_E2M3", "F6_E3M2"};
-
-const FormatDType& format_dtype(DType dtype) {
-  for (const FormatDType& f : kFormatDTypes) {
-    if (f.dtype == dtype) return f;
-  }
-  throw Error(detail::concat("[safetensors] no format name for dtype ", dtype));
-}
 
 std::string os_error(int err) { return std::generic_category().message(err); }
 
@@ -137,7 +142,7 @@ Plan plan_file(const std::map<std::string, Tensor>& tensors,
     plan.header = header.dump();
   } catch (const OrderedJson::exception& e) {
     throw SerializationError(
-        detail::concat("[", op, "] tensor names and metadata must be valid ", "UTF-8: ", e.what()));
+        detail::concat("[", op, "] tensor names and metadata must be valid UTF-8: ", e.what()));
   }
   // Spaces (JSON whitespace) so that the data area, after the 8-byte length, is 8-byte aligned.
   plan.header.append((8 - plan.header.size() % 8) % 8, ' ');
@@ -237,7 +242,7 @@ class TempFile {
 
 // Where bytes come from, for messages: every one starts with this prefix.
 struct Source {
-  std::string prefix;  // "[load_safetensors] 'path': " or "[from_safetensors_bytes] "
+  std::string prefix;  // "[load_safetensors] 'path': " or "[from_safetensors_bytes] input: "
   template <typename... Args>
   [[noreturn]] void fail(const Args&... args) const {
     throw SerializationError(detail::concat(prefix, args...));
