@@ -11,32 +11,67 @@ namespace st::backend::cuda {
 namespace {
 
 int threads_for(int64_t cols) {
-  const int64_t want = (cols + 3) / 4;
+  const int64_t want = (cols + 7) / 8;
   return static_cast<int>(std::clamp<int64_t>((want + 31) / 32 * 32, 32, 1024));
 }
+
+// Elements per thread kept in registers: rows up to 8 x 1024 columns are read once.
+constexpr int kPerThread = 8;
 
 template <typename T, typename S>
 __global__ void layer_norm_kernel(int64_t rows, int64_t cols, calc_t<T> eps, const T* in,
                                   const T* weight, const T* bias, T* out, S* means, S* rstds) {
   using C = calc_t<T>;
   __shared__ C shared[32];
+  const bool cached = cols <= kPerThread * static_cast<int64_t>(blockDim.x);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
     T* y = out + r * cols;
+    C v[kPerThread];
     C sum = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += load(x[c]);
+    if (cached) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+        v[j] = c < cols ? load(x[c]) : C(0);
+        sum += v[j];
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += load(x[c]);
+    }
     const C mean = block_sum(sum, shared) / static_cast<C>(cols);
     C sq = 0;
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      const C d = load(x[c]) - mean;
-      sq += d * d;
+    if (cached) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+        const C d = c < cols ? v[j] - mean : C(0);
+        sq += d * d;
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        const C d = load(x[c]) - mean;
+        sq += d * d;
+      }
     }
     const C rstd = C(1) / ::sqrt(block_sum(sq, shared) / static_cast<C>(cols) + eps);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
-      C v = (load(x[c]) - mean) * rstd;
-      if (weight) v *= load(weight[c]);
-      if (bias) v += load(bias[c]);
-      y[c] = store<T>(v);
+#pragma unroll
+    for (int j = 0; j < kPerThread; ++j) {
+      if (!cached) break;
+      const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+      if (c >= cols) break;
+      C o = (v[j] - mean) * rstd;
+      if (weight) o *= load(weight[c]);
+      if (bias) o += load(bias[c]);
+      y[c] = store<T>(o);
+    }
+    if (!cached) {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) {
+        C o = (load(x[c]) - mean) * rstd;
+        if (weight) o *= load(weight[c]);
+        if (bias) o += load(bias[c]);
+        y[c] = store<T>(o);
+      }
     }
     if (threadIdx.x == 0) {
       means[r] = static_cast<S>(mean);

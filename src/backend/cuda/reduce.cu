@@ -137,8 +137,26 @@ __global__ void reduce_rows_kernel(Dims kept, Dims reduced, int64_t outputs, int
     const T* base = in + kept.offset(o);
     A acc = identity<Op, A>();
     if (reduced.ndim == 1 && reduced.strides[0] == 1) {
-      for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x)
-        acc = combine<Op>(acc, static_cast<A>(load(base[r])));
+      // Contiguous: 16-byte loads over the aligned middle, single elements at the two ends.
+      constexpr int V = Vec16<T>::kCount;
+      const T* p = base + begin;
+      const int64_t len = end - begin;
+      const uintptr_t misalign = reinterpret_cast<uintptr_t>(p) & 15;
+      const int64_t head = misalign % sizeof(T)
+                               ? len
+                               : ::min(len, static_cast<int64_t>((16 - misalign) & 15) /
+                                                static_cast<int64_t>(sizeof(T)));
+      const int64_t vectors = (len - head) / V;
+      for (int64_t r = threadIdx.x; r < head; r += blockDim.x)
+        acc = combine<Op>(acc, static_cast<A>(load(p[r])));
+      const Vec16<T>* pv = reinterpret_cast<const Vec16<T>*>(p + head);
+      for (int64_t i = threadIdx.x; i < vectors; i += blockDim.x) {
+        const Vec16<T> w = pv[i];
+#pragma unroll
+        for (int k = 0; k < V; ++k) acc = combine<Op>(acc, static_cast<A>(load(w.v[k])));
+      }
+      for (int64_t r = head + vectors * V + threadIdx.x; r < len; r += blockDim.x)
+        acc = combine<Op>(acc, static_cast<A>(load(p[r])));
     } else {
       for (int64_t r = begin + threadIdx.x; r < end; r += blockDim.x)
         acc = combine<Op>(acc, static_cast<A>(load(base[reduced.offset(r)])));

@@ -11,9 +11,9 @@
 namespace st::backend::cuda {
 namespace {
 
-// Threads per row: enough for about four elements each, at most 1024, whole warps.
+// Threads per row: enough for about eight elements each, at most 1024, whole warps.
 int threads_for(int64_t cols) {
-  const int64_t want = (cols + 3) / 4;
+  const int64_t want = (cols + 7) / 8;
   return static_cast<int>(std::clamp<int64_t>((want + 31) / 32 * 32, 32, 1024));
 }
 
@@ -60,25 +60,45 @@ __device__ __forceinline__ MaxSum<C> block_max_sum(MaxSum<C> v) {
   return v;
 }
 
+// Elements per thread a row kernel keeps in registers: rows up to 8 x 1024 columns are read once.
+constexpr int kPerThread = 8;
+
 template <typename T>
 __global__ void softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int64_t causal_rows,
                                bool log, const T* in, T* out) {
   using C = calc_t<T>;
+  const bool cached = cols <= kPerThread * static_cast<int64_t>(blockDim.x);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
     T* y = out + r * cols;
     // Causal rows see columns up to their position in the group of queries.
     const int64_t visible = causal_rows > 0 ? ::min(cols, r % causal_rows + 1) : cols;
     MaxSum<C> ms{C(-INFINITY), C(0)};
-    for (int64_t c = threadIdx.x; c < visible; c += blockDim.x)
-      ms = add_value(ms, scale * load(x[c]));
+    C v[kPerThread];
+    if (cached) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+        v[j] = c < visible ? scale * load(x[c]) : C(-INFINITY);
+        ms = add_value(ms, v[j]);
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < visible; c += blockDim.x)
+        ms = add_value(ms, scale * load(x[c]));
+    }
     ms = block_max_sum(ms);
-    if (log) {
-      const C shift = ms.m + ::log(ms.s);
+    const C shift = ms.m + ::log(ms.s), inv = C(1) / ms.s;
+    if (cached) {
+#pragma unroll
+      for (int j = 0; j < kPerThread; ++j) {
+        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
+        if (c < cols)
+          y[c] = store<T>(log ? v[j] - shift : c < visible ? ::exp(v[j] - ms.m) * inv : C(0));
+      }
+    } else if (log) {
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         y[c] = store<T>(scale * load(x[c]) - shift);
     } else {
-      const C inv = C(1) / ms.s;
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         y[c] = store<T>(c < visible ? ::exp(scale * load(x[c]) - ms.m) * inv : C(0));
     }
