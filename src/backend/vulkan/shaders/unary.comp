@@ -51,11 +51,13 @@ C apply(uint op, C x, C a, C b) {
       C e = EXP_C(-abs(x)), r = C(1) / (C(1) + e);
       return x >= C(0) ? r : e * r;
     }
-    case RELU: return x < C(0) ? C(0) : x;
+    // NaN is kept explicitly: NVIDIA's compiler turns these selects into a NaN-dropping max/min.
+    case RELU: return (isnan(x) || x >= C(0)) ? x : C(0);
     case GELU_ERF: return C(0.5) * x * (C(1) + ERF_C(x * inv_sqrt2));
     case GELU_TANH: return C(0.5) * x * (C(1) + TANH_C(sqrt_2_over_pi * (x + C(K_GELU_CUBIC) * x * x * x)));
     case CLAMP: {
       // max before min, each keeping a NaN x, as the CPU's std::min(std::max(x, a), b).
+      if (isnan(x)) return x;
       C lo = (x < a) ? a : x;
       return (b < lo) ? b : lo;
     }
