@@ -311,7 +311,7 @@ Tensor tensor_from_data(nb::handle data, std::optional<DType> dtype, std::option
   } else {
     out = tensor_from_nested(data, dtype, options);
   }
-  return out.is_same(out.detach()) ? out : out.detach();
+  return out;  // a fresh copy: a leaf outside any graph
 }
 
 Tensor as_tensor_like(nb::handle obj, const Tensor& like, const char* op) {

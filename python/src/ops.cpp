@@ -179,19 +179,20 @@ void bind_elementwise(nb::module_& m) {
       "pow", [](T a, S b) { return st::pow(a, b); }, "input"_a, "exponent"_a);
   m.def("maximum", &maximum, "input"_a, "other"_a, "Elementwise maximum, broadcast.");
   m.def("minimum", &minimum, "input"_a, "other"_a, "Elementwise minimum, broadcast.");
-  m.def("neg", &neg, "input"_a);
-  m.def("exp", &st::exp, "input"_a);
-  m.def("log", &st::log, "input"_a);
-  m.def("sqrt", &st::sqrt, "input"_a);
-  m.def("rsqrt", &rsqrt, "input"_a);
-  m.def("abs", &st::abs, "input"_a);
-  m.def("tanh", &st::tanh, "input"_a);
-  m.def("sigmoid", &sigmoid, "input"_a);
-  m.def("relu", &relu, "input"_a);
+  m.def("neg", &neg, "input"_a, "-input, elementwise.");
+  m.def("exp", &st::exp, "input"_a, "e ** input, elementwise.");
+  m.def("log", &st::log, "input"_a, "Natural logarithm, elementwise.");
+  m.def("sqrt", &st::sqrt, "input"_a, "Square root, elementwise.");
+  m.def("rsqrt", &rsqrt, "input"_a, "1 / sqrt(input), elementwise.");
+  m.def("abs", &st::abs, "input"_a, "Absolute value, elementwise.");
+  m.def("tanh", &st::tanh, "input"_a, "Hyperbolic tangent, elementwise.");
+  m.def("sigmoid", &sigmoid, "input"_a, "1 / (1 + exp(-input)), elementwise.");
+  m.def("relu", &relu, "input"_a, "max(input, 0), elementwise.");
   m.def(
       "gelu", [](T x, const std::string& approximate) { return gelu(x, gelu_from(approximate)); },
       "input"_a, "approximate"_a = "none", "GELU, exact (erf) or approximate='tanh'.");
-  m.def("clamp", &clamp, "input"_a, "min"_a = nb::none(), "max"_a = nb::none());
+  m.def("clamp", &clamp, "input"_a, "min"_a = nb::none(), "max"_a = nb::none(),
+        "input limited to [min, max] (either bound may be None).");
   m.def("clip", &clamp, "input"_a, "min"_a = nb::none(), "max"_a = nb::none());
   m.def(
       "eq", [](T a, T b) { return eq(a, b); }, "input"_a, "other"_a);
@@ -233,7 +234,8 @@ void bind_reductions(nb::module_& m) {
       [](T x, nb::handle dim, bool keepdim) {
         return sum(x, dims_from_object(dim, "sum"), keepdim);
       },
-      "input"_a, "dim"_a = nb::none(), "keepdim"_a = false);
+      "input"_a, "dim"_a = nb::none(), "keepdim"_a = false,
+      "Sum over dim (an int, a sequence, or None: all dims).");
   m.def(
       "mean",
       [](T x, nb::handle dim, bool keepdim) {
@@ -274,8 +276,10 @@ void bind_reductions(nb::module_& m) {
         return amin(x, dims_from_object(dim, "amin"), keepdim);
       },
       "input"_a, "dim"_a = nb::none(), "keepdim"_a = false);
-  m.def("argmax", &argmax, "input"_a, "dim"_a = nb::none(), "keepdim"_a = false);
-  m.def("argmin", &argmin, "input"_a, "dim"_a = nb::none(), "keepdim"_a = false);
+  m.def("argmax", &argmax, "input"_a, "dim"_a = nb::none(), "keepdim"_a = false,
+        "int64 index of the largest value (over all elements, or along dim).");
+  m.def("argmin", &argmin, "input"_a, "dim"_a = nb::none(), "keepdim"_a = false,
+        "int64 index of the smallest value (over all elements, or along dim).");
   m.def(
       "sum_to", [](T x, nb::handle shape) { return sum_to(x, shape_from_object(shape, "sum_to")); },
       "input"_a, "shape"_a, "Sums a broadcast tensor back to `shape` (the gradient of expand).");
@@ -322,9 +326,11 @@ void bind_nn(nb::module_& m) {
       },
       "input"_a, "weight"_a, "bias"_a = nb::none(), "input @ weight^T + bias, the bias fused.");
   m.def(
-      "softmax", [](T x, int64_t dim) { return softmax(x, dim); }, "input"_a, "dim"_a);
+      "softmax", [](T x, int64_t dim) { return softmax(x, dim); }, "input"_a, "dim"_a,
+      "exp(x) / sum(exp(x)) along dim, fused and stable.");
   m.def(
-      "log_softmax", [](T x, int64_t dim) { return log_softmax(x, dim); }, "input"_a, "dim"_a);
+      "log_softmax", [](T x, int64_t dim) { return log_softmax(x, dim); }, "input"_a, "dim"_a,
+      "log(softmax(x, dim)), fused and stable.");
   m.def(
       "layer_norm",
       [](T x, nb::handle normalized_shape, std::optional<Tensor> weight, std::optional<Tensor> bias,
