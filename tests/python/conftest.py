@@ -2,8 +2,13 @@
 
 import numpy as np
 import pytest
+from hypothesis import settings
 
 import spiraltorch as st
+
+# Enough examples to find shape and stride bugs while keeping the suite well under a minute.
+settings.register_profile("spiraltorch", max_examples=30, deadline=None)
+settings.load_profile("spiraltorch")
 
 
 def to_numpy(t):

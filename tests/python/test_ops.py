@@ -4,15 +4,12 @@ import math
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as hs
 from hypothesis.extra import numpy as hnp
 
 import spiraltorch as st
 from conftest import to_numpy
-
-settings.register_profile("fast", max_examples=30, deadline=None)
-settings.load_profile("fast")
 
 shapes = hnp.array_shapes(min_dims=0, max_dims=4, min_side=1, max_side=5)
 finite = hs.floats(-3, 3, allow_nan=False, width=64)

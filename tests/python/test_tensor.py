@@ -189,3 +189,48 @@ def test_not_implemented_and_memory_errors():
     with pytest.raises(MemoryError) as info:
         st.empty(1 << 48)  # 2^50 bytes: beyond any machine's memory and address space
     assert isinstance(info.value, st.SpiralTorchError)
+
+
+def _has_negative_step(index):
+    items = index if isinstance(index, tuple) else (index,)
+    return any(isinstance(i, slice) and i.step is not None and i.step < 0 for i in items)
+
+
+@hs.composite
+def basic_case(draw):
+    from hypothesis.extra import numpy as hnp
+
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=5))
+    index = draw(hnp.basic_indices(shape, allow_newaxis=True, allow_ellipsis=True))
+    return shape, index
+
+
+@given(case=basic_case())
+def test_random_basic_indices_match_numpy(case):
+    from hypothesis import assume
+
+    shape, index = case
+    assume(not _has_negative_step(index))  # PyTorch refuses negative steps too
+    a = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    np.testing.assert_array_equal(to_numpy(st.tensor(a)[index]), a[index])
+
+
+@hs.composite
+def integer_array_case(draw):
+    from hypothesis.extra import numpy as hnp
+
+    shape = draw(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=5))
+    index = draw(hnp.integer_array_indices(shape, result_shape=hnp.array_shapes(max_dims=2, max_side=3)))
+    return shape, index
+
+
+@given(case=integer_array_case())
+def test_random_integer_array_indices_match_numpy(case):
+    shape, index = case
+    a = np.arange(int(np.prod(shape)), dtype=np.float64).reshape(shape)
+    t = st.tensor(a)
+    np.testing.assert_array_equal(to_numpy(t[tuple(st.from_numpy(i.astype(np.int64)) for i in index)]), a[index])
+    b = a.copy()
+    b[index] = -1.0
+    t[tuple(st.tensor(i.astype(np.int64)) for i in index)] = -1.0
+    np.testing.assert_array_equal(to_numpy(t), b)
