@@ -117,5 +117,6 @@ void init_ops(nb::module_& m);
 void init_autograd(nb::module_& m);
 void init_nn(nb::module_& m);
 void init_serialize(nb::module_& m);
+void init_cuda(nb::module_& m);
 
 }  // namespace st::python

@@ -5,6 +5,8 @@
 
 #include <nanobind/ndarray.h>
 
+#include <spiraltorch/cuda.h>
+
 #include <cstring>
 #include <memory>
 
@@ -345,6 +347,8 @@ void init_interop(nb::module_& m, nb::class_<Tensor>& cls) {
       .def(
           "__dlpack__",
           [](T t, nb::kwargs kwargs) {
+            // The consumer reads on its own stream: finish what ours has queued for this tensor.
+            if (t.device().type == DeviceType::CUDA) st::cuda::synchronize(t.device().index);
             nb::object array = export_array<nb::array_api>(t, "__dlpack__").cast();
             return array.attr("__dlpack__")(**kwargs);
           },
