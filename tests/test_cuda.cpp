@@ -170,6 +170,73 @@ TEST(Cuda, LargeReductionsTakeTheTwoPassPath) {
   }
 }
 
+TEST(Cuda, RowKernelsOnLongRows) {
+  SKIP_WITHOUT_CUDA();
+  const int64_t rows = 6;
+  // 4096: vector loads from registers; 4100: element loads from registers; 9000: streamed rows.
+  for (int64_t cols : {int64_t{4096}, int64_t{4100}, int64_t{9000}}) {
+    const auto v = grid_values(rows * cols, 6);
+    const auto w = grid_values(cols, 7), b = grid_values(cols, 8);
+    std::vector<double> soft(v.size()), norm(v.size());
+    for (int64_t r = 0; r < rows; ++r) {
+      const double* x = v.data() + r * cols;
+      double m = -INFINITY, s = 0, mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; ++c) m = std::max(m, x[c]), mean += x[c] / cols;
+      for (int64_t c = 0; c < cols; ++c)
+        s += std::exp(x[c] - m), var += (x[c] - mean) * (x[c] - mean) / cols;
+      for (int64_t c = 0; c < cols; ++c) {
+        soft[r * cols + c] = std::exp(x[c] - m) / s;
+        norm[r * cols + c] = (x[c] - mean) / std::sqrt(var + 1e-5) * w[c] + b[c];
+      }
+    }
+    for (DType dtype : {DType::Float32, DType::BFloat16}) {
+      SCOPED_TRACE(::testing::Message() << st::dtype_name(dtype) << " cols=" << cols);
+      const double tol = dtype == DType::Float32 ? 1e-5 : 1e-2;
+      const Tensor x = on_cuda(v, {rows, cols}, dtype);
+      EXPECT_LT(rel_error(host_values(st::softmax(x, -1)), soft), tol);
+      EXPECT_LT(rel_error(host_values(st::layer_norm(x, {cols}, on_cuda(w, {cols}, dtype),
+                                                     on_cuda(b, {cols}, dtype), 1e-5)),
+                          norm),
+                tol);
+    }
+  }
+}
+
+// Losses of a small MLP trained with SGD, one step at a time, on `device` from the same start.
+std::vector<double> train_losses(const st::Device& device, int steps) {
+  st::manual_seed(5);
+  const Tensor x_cpu = st::randn({256, 16});
+  const Tensor w_true = st::randn({16, 4});
+  const Tensor y_cpu = st::argmax(st::matmul(x_cpu, w_true), 1);
+  std::vector<Tensor> params = {st::randn({16, 32}) * 0.3, st::zeros({32}),
+                                st::randn({32, 4}) * 0.3, st::zeros({4})};
+  for (Tensor& p : params) p = p.to(device).detach().set_requires_grad(true);
+  const Tensor x = x_cpu.to(device), y = y_cpu.to(device);
+  std::vector<double> losses;
+  for (int step = 0; step < steps; ++step) {
+    const Tensor hidden = st::relu(st::matmul(x, params[0]) + params[1]);
+    const Tensor loss = st::cross_entropy(st::matmul(hidden, params[2]) + params[3], y);
+    loss.backward();
+    losses.push_back(loss.item<double>());
+    st::NoGradGuard no_grad;
+    for (Tensor& p : params) {
+      p.sub_(p.grad() * 0.5);
+      p.zero_grad();
+    }
+  }
+  return losses;
+}
+
+TEST(Cuda, TrainingFollowsTheCpuLossCurve) {
+  SKIP_WITHOUT_CUDA();
+  const std::vector<double> cpu = train_losses(st::kCPU, 60);
+  const std::vector<double> gpu = train_losses(st::Device("cuda:0"), 60);
+  ASSERT_EQ(cpu.size(), gpu.size());
+  EXPECT_LT(cpu.back(), 0.8 * cpu.front()) << "the model should learn";
+  for (size_t i = 0; i < cpu.size(); ++i)
+    EXPECT_NEAR(gpu[i], cpu[i], 1e-4 * std::max(1.0, cpu[i])) << "step " << i;
+}
+
 TEST(CudaPool, StatisticsFollowTensors) {
   SKIP_WITHOUT_CUDA();
   st::cuda::empty_cache();

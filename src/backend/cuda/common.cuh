@@ -213,4 +213,71 @@ struct alignas(16) Vec16 {
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
+// Row kernels (softmax, layer_norm) keep up to kRowPerThread values per thread in registers, so a
+// row is read from memory once. With `vec`, thread t holds the contiguous columns [8t, 8t + 8),
+// moved by 16-byte loads and stores (the row length a multiple of 8, the rows 16-byte aligned);
+// otherwise columns t + j * blockDim.x, one element at a time.
+constexpr int kRowPerThread = 8;
+
+__device__ __forceinline__ int64_t row_col(int j, bool vec) {
+  return vec ? static_cast<int64_t>(threadIdx.x) * kRowPerThread + j
+             : threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+}
+
+template <typename T>
+__device__ __forceinline__ void load_row(const T* x, int64_t cols, bool vec,
+                                         calc_t<T> (&v)[kRowPerThread], calc_t<T> fill) {
+  if (vec) {
+    constexpr int kPer = Vec16<T>::kCount;
+    const int64_t c0 = static_cast<int64_t>(threadIdx.x) * kRowPerThread;
+#pragma unroll
+    for (int k = 0; k < kRowPerThread / kPer; ++k) {
+      if (c0 < cols) {
+        const Vec16<T> w = reinterpret_cast<const Vec16<T>*>(x + c0)[k];
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) v[k * kPer + e] = load(w.v[e]);
+      } else {
+#pragma unroll
+        for (int e = 0; e < kPer; ++e) v[k * kPer + e] = fill;
+      }
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kRowPerThread; ++j) {
+      const int64_t c = row_col(j, false);
+      v[j] = c < cols ? load(x[c]) : fill;
+    }
+  }
+}
+
+template <typename T>
+__device__ __forceinline__ void store_row(T* y, int64_t cols, bool vec,
+                                          const calc_t<T> (&v)[kRowPerThread]) {
+  if (vec) {
+    constexpr int kPer = Vec16<T>::kCount;
+    const int64_t c0 = static_cast<int64_t>(threadIdx.x) * kRowPerThread;
+    if (c0 >= cols) return;
+#pragma unroll
+    for (int k = 0; k < kRowPerThread / kPer; ++k) {
+      Vec16<T> w;
+#pragma unroll
+      for (int e = 0; e < kPer; ++e) w.v[e] = store<T>(v[k * kPer + e]);
+      reinterpret_cast<Vec16<T>*>(y + c0)[k] = w;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < kRowPerThread; ++j) {
+      const int64_t c = row_col(j, false);
+      if (c < cols) y[c] = store<T>(v[j]);
+    }
+  }
+}
+
+// Whether rows of `cols` elements at `a` and `b` can take the vector path of load_row/store_row.
+template <typename T>
+__device__ __forceinline__ bool row_vec_ok(int64_t cols, const void* a, const void* b) {
+  return cols % kRowPerThread == 0 &&
+         ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0;
+}
+
 }  // namespace st::backend::cuda

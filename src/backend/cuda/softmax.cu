@@ -60,26 +60,25 @@ __device__ __forceinline__ MaxSum<C> block_max_sum(MaxSum<C> v) {
   return v;
 }
 
-// Elements per thread a row kernel keeps in registers: rows up to 8 x 1024 columns are read once.
-constexpr int kPerThread = 8;
-
 template <typename T>
-__global__ void softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int64_t causal_rows,
-                               bool log, const T* in, T* out) {
+__global__ void __launch_bounds__(1024)
+    softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int64_t causal_rows, bool log,
+                   const T* in, T* out) {
   using C = calc_t<T>;
-  const bool cached = cols <= kPerThread * static_cast<int64_t>(blockDim.x);
+  const bool cached = cols <= kRowPerThread * static_cast<int64_t>(blockDim.x);
+  const bool vec = cached && row_vec_ok<T>(cols, in, out);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
     T* y = out + r * cols;
     // Causal rows see columns up to their position in the group of queries.
     const int64_t visible = causal_rows > 0 ? ::min(cols, r % causal_rows + 1) : cols;
     MaxSum<C> ms{C(-INFINITY), C(0)};
-    C v[kPerThread];
+    C v[kRowPerThread];
     if (cached) {
+      load_row(x, cols, vec, v, C(0));
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) {
-        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
-        v[j] = c < visible ? scale * load(x[c]) : C(-INFINITY);
+      for (int j = 0; j < kRowPerThread; ++j) {
+        v[j] = row_col(j, vec) < visible ? scale * v[j] : C(-INFINITY);
         ms = add_value(ms, v[j]);
       }
     } else {
@@ -90,11 +89,9 @@ __global__ void softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int6
     const C shift = ms.m + ::log(ms.s), inv = C(1) / ms.s;
     if (cached) {
 #pragma unroll
-      for (int j = 0; j < kPerThread; ++j) {
-        const int64_t c = threadIdx.x + j * static_cast<int64_t>(blockDim.x);
-        if (c < cols)
-          y[c] = store<T>(log ? v[j] - shift : c < visible ? ::exp(v[j] - ms.m) * inv : C(0));
-      }
+      for (int j = 0; j < kRowPerThread; ++j)
+        v[j] = log ? v[j] - shift : row_col(j, vec) < visible ? ::exp(v[j] - ms.m) * inv : C(0);
+      store_row(y, cols, vec, v);
     } else if (log) {
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         y[c] = store<T>(scale * load(x[c]) - shift);
@@ -106,8 +103,9 @@ __global__ void softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int6
 }
 
 template <typename T>
-__global__ void softmax_backward_kernel(int64_t rows, int64_t cols, calc_t<T> scale, bool log,
-                                        const T* grad_out, const T* out, T* grad_in) {
+__global__ void __launch_bounds__(1024)
+    softmax_backward_kernel(int64_t rows, int64_t cols, calc_t<T> scale, bool log,
+                            const T* grad_out, const T* out, T* grad_in) {
   using C = calc_t<T>;
   __shared__ C shared[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -131,9 +129,10 @@ __device__ __forceinline__ void flag_index(int64_t* flag, int64_t value) {
 }
 
 template <typename T, typename S, typename I>
-__global__ void cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits, const I* target,
-                                     int64_t target_stride, int64_t ignore_index, T* loss, S* lse,
-                                     int64_t* flag) {
+__global__ void __launch_bounds__(1024)
+    cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits, const I* target,
+                         int64_t target_stride, int64_t ignore_index, T* loss, S* lse,
+                         int64_t* flag) {
   using C = calc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * cols;
@@ -157,10 +156,10 @@ __global__ void cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits
 }
 
 template <typename T, typename S, typename I>
-__global__ void cross_entropy_backward_kernel(int64_t rows, int64_t cols, const T* logits,
-                                              const S* lse, const I* target, int64_t target_stride,
-                                              const T* grad_loss, int64_t grad_stride,
-                                              int64_t ignore_index, T* grad_logits) {
+__global__ void __launch_bounds__(1024)
+    cross_entropy_backward_kernel(int64_t rows, int64_t cols, const T* logits, const S* lse,
+                                  const I* target, int64_t target_stride, const T* grad_loss,
+                                  int64_t grad_stride, int64_t ignore_index, T* grad_logits) {
   using C = calc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * cols;
