@@ -1,10 +1,11 @@
 #pragma once
 // The CUDA backend. Private to src/backend/cuda/. Work for a device goes on that device's one
 // stream, in order, so the host waits only where it reads values (copy_to_host, the index checks
-// of embedding and cross_entropy). Kernels by family: elementwise.cu (copy, fill, arange, unary,
-// binary, where), random.cu, reduce.cu (reduce, arg_reduce, sum_of_squares), softmax.cu (softmax
-// and cross_entropy), norm.cu, embedding.cu, optim.cu, and the GEMMs: matmul.cpp (cuBLASLt and the
-// choice of path), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams and copies: runtime.cpp.
+// of embedding and cross_entropy). Kernels by family: copy.cu (copy, fill, arange, where),
+// unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
+// sum_of_squares), softmax.cu (softmax and cross_entropy), norm.cu, embedding.cu, optim.cu, and the
+// GEMMs: matmul.cpp (the choice of path, and cuBLASLt), gemm_tiled.cu, gemm_tensorcore.cu. Memory,
+// streams and copies: runtime.cpp.
 
 #include <cuda_runtime.h>
 
