@@ -2,8 +2,6 @@
 // Methods are bound straight to C++ (no Python layer in between): a tiny op's cost from Python is
 // the binding's dispatch plus the op itself.
 
-#include <nanobind/operators.h>
-
 #include <string>
 
 #include "bindings.h"
@@ -27,10 +25,6 @@ int64_t as_int(nb::handle obj, const char* op) {
     return nb::cast<int64_t>(nb::steal(PyNumber_Index(obj.ptr())));
   }
   throw DTypeError(detail::concat("[", op, "] expected an int, got ", nb::inst_name(obj).c_str()));
-}
-
-Tensor other_as_tensor(const Tensor& self, nb::handle other, const char* op) {
-  return as_tensor_like(other, self, op);
 }
 
 std::string dtype_repr(DType dtype) { return "st." + std::string(dtype_name(dtype)); }
@@ -166,7 +160,7 @@ void bind_binary_operators(Class& cls) {
          "__and__",
          [check_bool](T a, nb::handle b) {
            check_bool(a, "and");
-           const Tensor other = other_as_tensor(a, b, "and");
+           const Tensor other = as_tensor_like(b, a, "and");
            check_bool(other, "and");
            return a * other;
          },
@@ -175,7 +169,7 @@ void bind_binary_operators(Class& cls) {
           "__or__",
           [check_bool](T a, nb::handle b) {
             check_bool(a, "or");
-            const Tensor other = other_as_tensor(a, b, "or");
+            const Tensor other = as_tensor_like(b, a, "or");
             check_bool(other, "or");
             return maximum(a, other);
           },
