@@ -441,6 +441,23 @@ TEST_P(Shapes, CopyBetweenNonContiguousTensorsConverts) {
   EXPECT_EXACT(b, expected);
 }
 
+TEST_P(Shapes, CopyBetweenOverlappingViewsReadsTheSourceFirst) {
+  // As NumPy: the result is as if the source were read whole before anything is written.
+  NDArray a = iota({8}, 1);
+  Tensor x = input(a);
+  x.slice(0, 1, std::nullopt).copy_(x.slice(0, 0, 7));
+  NDArray expected = a;
+  for (int64_t i = 1; i < 8; ++i) expected[i] = a[i - 1];
+  EXPECT_EXACT(x, expected);
+  // A tensor copied onto itself, through another handle of the same storage, keeps its values.
+  Tensor y = input(a);
+  y.copy_(y.detach());
+  EXPECT_EXACT(y, a);
+  Tensor m = input(iota({3, 3}, 1));
+  m.copy_(m.t());
+  EXPECT_EXACT(m, transpose(iota({3, 3}, 1), 0, 1));
+}
+
 TEST_P(Shapes, ItemAndDeviceRoundTrip) {
   NDArray a = iota({2, 3}, 3);
   Tensor x = input(a);

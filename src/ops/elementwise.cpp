@@ -366,8 +366,18 @@ Tensor& Tensor::zero_() { return fill_(0); }
 Tensor& Tensor::copy_(const Tensor& src) {
   ops::check_defined("copy_", {this, &src});
   broadcast_shapes(src.shape(), shape(), "copy_");
-  const Tensor moved = src.device() == device() ? src : src.to(device());
-  return assign_in_place("copy_", *this, moved.shape() == shape() ? moved : moved.expand(shape()));
+  Tensor source = src.device() == device() ? src : src.to(device());
+  if (source.storage() == storage()) {
+    // The very same elements (e.g. a state dict loaded into its own module): nothing to copy.
+    if (source.dtype() == dtype() && source.shape() == shape() && source.strides() == strides() &&
+        source.offset() == offset() &&
+        !(is_grad_enabled() && (requires_grad() || source.requires_grad())))
+      return *this;
+    // Otherwise the regions may overlap, which no copy kernel promises to handle: read a copy.
+    source = source.clone();
+  }
+  return assign_in_place("copy_", *this,
+                         source.shape() == shape() ? source : source.expand(shape()));
 }
 
 Tensor operator+(const Tensor& a, const Tensor& b) { return add(a, b); }
