@@ -151,3 +151,31 @@ def test_dlpack_with_torch_cuda():
     assert t.tolist() == [1, 2, 3, 4]
     y = torch.from_dlpack(t)
     assert y.data_ptr() == x.data_ptr()
+
+
+def test_dlpack_with_cupy_both_ways():
+    cupy = pytest.importorskip("cupy")
+    if "cuda" not in st.backends() or not cupy.cuda.is_available():
+        pytest.skip("needs CUDA in both CuPy and SpiralTorch")
+    a = cupy.arange(4, dtype=cupy.float32)
+    cupy.cuda.Device().synchronize()
+    t = st.from_dlpack(a)
+    assert t.device == st.device("cuda:0") and t.data_ptr() == a.data.ptr
+    b = cupy.from_dlpack(t)
+    assert b.data.ptr == t.data_ptr()
+    t.add_(1)
+    st.cuda.synchronize()
+    assert b.tolist() == [1, 2, 3, 4] and a.tolist() == [1, 2, 3, 4]
+
+
+def test_dlpack_with_jax():
+    import os
+
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    jax = pytest.importorskip("jax")
+    cpu = jax.devices("cpu")[0]
+    x = jax.device_put(jax.numpy.arange(8, dtype=jax.numpy.float32), cpu)
+    t = st.from_dlpack(x)  # JAX arrays are immutable: check the memory is the same, not writes
+    assert t.tolist() == list(range(8)) and t.data_ptr() == x.unsafe_buffer_pointer()
+    y = jax.numpy.from_dlpack(st.arange(4, dtype=st.float32) * 2)
+    assert y.tolist() == [0, 2, 4, 6]
