@@ -35,6 +35,8 @@ def test_module_registers_parameters_and_submodules():
     assert list(m.state_dict()) == names + ["calls"]
     assert m.note == "not a tensor" and isinstance(m.scale, nn.Parameter)
     assert m.scale.requires_grad and m.fc1.weight.shape == (16, 2)
+    assert isinstance(m.fc1, nn.Module) and issubclass(nn.Linear, nn.Module)
+    assert not isinstance(st.ones(1), nn.Module)
     y = m(st.randn(5, 2))
     assert y.shape == (5, 3) and m.calls.item() == 1
     del m.scale

@@ -22,11 +22,27 @@ class Parameter(_C.Tensor):
 
 
 def _is_module(value):
-    # C++ layers bound from st.nn are modules too: they carry the same methods.
-    return isinstance(value, Module) or hasattr(value, "named_parameters") and hasattr(value, "train")
+    return isinstance(value, Module)
 
 
-class Module:
+def _is_python_module(value):
+    # A C++ layer is walked through its own methods, not Module's internals.
+    return isinstance(value, Module) and not isinstance(value, _C.nn.CppModule)
+
+
+class _ModuleType(type):
+    """Makes the C++ layers (st.nn.Linear, ...) count as st.nn.Module in isinstance and
+    issubclass, as torch.nn's layers do: they have Module's methods but a C++ base class."""
+
+    def __instancecheck__(cls, obj):
+        return type.__instancecheck__(cls, obj) or (cls is Module and isinstance(obj, _C.nn.CppModule))
+
+    def __subclasscheck__(cls, sub):
+        return type.__subclasscheck__(cls, sub) or (
+            cls is Module and isinstance(sub, type) and issubclass(sub, _C.nn.CppModule))
+
+
+class Module(metaclass=_ModuleType):
     """Base class of all modules. Subclasses set parameters and submodules as attributes in
     __init__ and define forward(); calling the module runs forward."""
 
@@ -93,7 +109,7 @@ class Module:
             if child is None:
                 continue
             child_prefix = f"{prefix}.{name}" if prefix else name
-            if isinstance(child, Module):
+            if _is_python_module(child):
                 yield from child.named_modules(child_prefix)
             else:
                 yield child_prefix, child
@@ -122,7 +138,7 @@ class Module:
             return
         for name, child in self.named_children():
             child_prefix = f"{prefix}.{name}" if prefix else name
-            if isinstance(child, Module):
+            if _is_python_module(child):
                 yield from child._named_tensors(kind, child_prefix, True)
             else:
                 for sub, t in getattr(child, f"named_{kind}")():
@@ -240,7 +256,7 @@ class Module:
     def apply(self, fn):
         """Calls fn on every descendant module, then on this one; returns self."""
         for child in self.children():
-            child.apply(fn) if isinstance(child, Module) else fn(child)
+            child.apply(fn) if _is_python_module(child) else fn(child)
         fn(self)
         return self
 
