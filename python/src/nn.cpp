@@ -81,7 +81,10 @@ void init_nn(nb::module_& m) {
                      "A module implemented in C++: the methods of st.nn.Module, with its forward "
                      "in C++.")
       .def("forward", &forward, "input"_a)
-      .def("__call__", &forward, "input"_a)
+      // Through the attribute, so a Python subclass that overrides forward() is honoured.
+      .def(
+          "__call__", [](nb::handle self, nb::handle input) { return self.attr("forward")(input); },
+          "input"_a)
       .def(
           "named_parameters",
           [](const Module& m, const std::string& prefix, bool recurse) {

@@ -181,3 +181,14 @@ def test_functional_linear_matches_numpy():
     out = F.linear(st.tensor(x), st.tensor(w), st.tensor(b))
     np.testing.assert_allclose(to_numpy(out), x @ w.T + b, rtol=1e-12)
     np.testing.assert_allclose(to_numpy(F.linear(st.tensor(x), st.tensor(w))), x @ w.T, rtol=1e-12)
+
+
+def test_python_subclass_of_a_cpp_layer():
+    class Doubled(nn.Linear):
+        def forward(self, x):
+            return super().forward(x) * 2
+
+    m = Doubled(3, 2)
+    x = st.randn(4, 3)
+    assert m(x).tolist() == (F.linear(x, m.weight, m.bias) * 2).tolist()
+    assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
