@@ -1,5 +1,5 @@
 """PyTorch (cuBLAS, CUDA kernels) figures beside bench_vulkan's, same shapes and byte counts, run in
-the same session on the GPU machine: GEMM f32 TFLOP/s (TF32 off), copy and softmax GB/s."""
+right after it on the same GPU: GEMM f32 TFLOP/s (TF32 off), copy and softmax GB/s."""
 import torch
 
 torch.backends.cuda.matmul.allow_tf32 = False
