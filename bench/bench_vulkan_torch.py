@@ -1,4 +1,4 @@
-"""PyTorch (cuBLAS, CUDA kernels) figures beside bench_vulkan's, same shapes and byte counts, run in
+"""PyTorch (cuBLAS, CUDA kernels) figures beside bench_vulkan's, same shapes and byte counts, run
 right after it on the same GPU: GEMM f32 TFLOP/s (TF32 off), copy and softmax GB/s."""
 import torch
 
