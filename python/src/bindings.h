@@ -118,5 +118,6 @@ void init_autograd(nb::module_& m);
 void init_nn(nb::module_& m);
 void init_serialize(nb::module_& m);
 void init_cuda(nb::module_& m);
+void init_optim(nb::module_& m);
 
 }  // namespace st::python

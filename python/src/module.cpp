@@ -12,4 +12,5 @@ NB_MODULE(_C, m) {
   st::python::init_nn(m);
   st::python::init_serialize(m);
   st::python::init_cuda(m);
+  st::python::init_optim(m);
 }

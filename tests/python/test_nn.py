@@ -192,3 +192,27 @@ def test_python_subclass_of_a_cpp_layer():
     x = st.randn(4, 3)
     assert m(x).tolist() == (F.linear(x, m.weight, m.bias) * 2).tolist()
     assert [n for n, _ in m.named_parameters()] == ["weight", "bias"]
+
+
+def test_optimizer_state_dict_param_groups_and_schedules():
+    p = st.tensor([1.0, 2.0], requires_grad=True)
+    opt = st.optim.AdamW([p], lr=0.1)
+    p.grad = st.tensor([0.5, -0.5])
+    opt.step()
+    state = opt.state_dict()
+    assert set(state) == {"0.step", "0.exp_avg", "0.exp_avg_sq"} and state["0.step"].item() == 1
+    q = st.tensor(p.tolist(), requires_grad=True)
+    resumed = st.optim.AdamW([q], lr=0.1)
+    resumed.load_state_dict(state)
+    for o, t in ((opt, p), (resumed, q)):
+        t.grad = st.tensor([0.25, 0.25])
+        o.step()
+    assert p.tolist() == q.tolist()
+    opt.param_groups[0]["lr"] = 0.5
+    assert opt.lr == 0.5
+    schedule = st.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=0.1)
+    for _ in range(5):
+        schedule.step()
+    assert abs(opt.lr - 0.3) < 1e-12 and schedule.get_last_lr() == [opt.lr]
+    with pytest.raises(ValueError):
+        st.optim.SGD([st.ones(2)])  # does not require grad
