@@ -12,6 +12,7 @@
 #include <functional>
 #include <iostream>
 #include <map>
+#include <sstream>
 #include <string>
 
 #include "trainer.h"
@@ -58,10 +59,15 @@ Option option(const char* flag, const char* help, T& value) {
             }
           },
           [&value] {
-            if constexpr (std::is_same_v<T, std::string>)
-              return value.empty() ? std::string("(none)") : value;
-            else
-              return std::to_string(value);
+            if constexpr (std::is_same_v<T, std::string>) {
+              std::string shown;  // newlines shown as \n, so that the help stays one line each
+              for (char c : value) shown += c == '\n' ? std::string("\\n") : std::string(1, c);
+              return value.empty() ? std::string("(none)") : shown;
+            } else {
+              std::ostringstream out;
+              out << value;  // 0.8 and 3e-03, not 0.800000
+              return out.str();
+            }
           }};
 }
 
