@@ -1,7 +1,7 @@
-// Vulkan backend figures for bench/RESULTS.md: GEMM f32 TFLOP/s, copy and softmax GB/s. A plain
-// program (no Google Benchmark) so that it runs on a GPU machine with only the library beside it.
-// Each figure is the best of several timed rounds after a warm-up; reading one value back makes
-// the host wait for the device, so a round's time covers all its work.
+// Vulkan backend figures for bench/RESULTS.md: GEMM f32 TFLOP/s, copy, add, softmax and
+// layer_norm GB/s. A plain program (no Google Benchmark) so that it runs on a GPU machine with only
+// the library beside it. Each figure is the best of several timed rounds after a warm-up; reading
+// one value back makes the host wait for the device, so a round's time covers all its work.
 
 #include <spiraltorch/spiraltorch.h>
 
@@ -48,6 +48,9 @@ int main() {
     });
     std::printf("copy_f32 256MiB: %.3f ms, %.1f GB/s (read + write)\n", s * 1e3,
                 2.0 * numel * 4 / s / 1e9);
+    const double add_s = best_seconds(20, [&] { return x + y; });
+    std::printf("add_f32 256MiB: %.3f ms, %.1f GB/s (2 reads + write)\n", add_s * 1e3,
+                3.0 * numel * 4 / add_s / 1e9);
     st::Tensor xt = st::randn({8192, 8192}, f32);
     const double st_s = best_seconds(10, [&] { return xt.t().contiguous(); });
     std::printf("transpose_copy_f32 8192x8192: %.3f ms, %.1f GB/s\n", st_s * 1e3,
@@ -59,6 +62,9 @@ int main() {
     const double s = best_seconds(10, [&] { return st::softmax(x, -1); });
     std::printf("softmax_f32 %lldx%lld: %.3f ms, %.1f GB/s\n", static_cast<long long>(rows),
                 static_cast<long long>(cols), s * 1e3, 2.0 * rows * cols * 4 / s / 1e9);
+    const double ln_s = best_seconds(10, [&] { return st::layer_norm(x, {cols}); });
+    std::printf("layer_norm_f32 %lldx%lld: %.3f ms, %.1f GB/s\n", static_cast<long long>(rows),
+                static_cast<long long>(cols), ln_s * 1e3, 2.0 * rows * cols * 4 / ln_s / 1e9);
   }
   return 0;
 }

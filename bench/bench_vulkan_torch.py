@@ -1,5 +1,6 @@
 """PyTorch (cuBLAS, CUDA kernels) figures beside bench_vulkan's, same shapes and byte counts, run
-right after it on the same GPU: GEMM f32 TFLOP/s (TF32 off), copy and softmax GB/s."""
+right after it on the same GPU: GEMM f32 TFLOP/s (TF32 off), copy, add, softmax and layer_norm
+GB/s."""
 import torch
 
 torch.backends.cuda.matmul.allow_tf32 = False
@@ -29,6 +30,9 @@ numel = 1 << 26
 x, y = torch.randn(numel, device=dev), torch.empty(numel, device=dev)
 s = best_seconds(20, lambda: y.copy_(x))
 print(f"torch copy_f32 256MiB: {s * 1e3:.3f} ms, {2 * numel * 4 / s / 1e9:.1f} GB/s (read + write)")
+s = best_seconds(20, lambda: x + y)
+gbs = 3 * numel * 4 / s / 1e9
+print(f"torch add_f32 256MiB: {s * 1e3:.3f} ms, {gbs:.1f} GB/s (2 reads + write)")
 xt = torch.randn(8192, 8192, device=dev)
 s = best_seconds(10, lambda: xt.t().contiguous())
 print(f"torch transpose_copy_f32 8192x8192: {s * 1e3:.3f} ms, {2 * 8192 * 8192 * 4 / s / 1e9:.1f} GB/s")
@@ -37,3 +41,5 @@ for cols in (1024, 8192):
     x = torch.randn(rows, cols, device=dev)
     s = best_seconds(10, lambda: torch.softmax(x, -1))
     print(f"torch softmax_f32 {rows}x{cols}: {s * 1e3:.3f} ms, {2 * rows * cols * 4 / s / 1e9:.1f} GB/s")
+    s = best_seconds(10, lambda: torch.nn.functional.layer_norm(x, (cols,)))
+    print(f"torch layer_norm_f32 {rows}x{cols}: {s * 1e3:.3f} ms, {2 * rows * cols * 4 / s / 1e9:.1f} GB/s")

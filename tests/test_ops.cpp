@@ -228,6 +228,34 @@ TEST_P(NNOps, SoftmaxWithMinusInfinity) {
   EXPECT_CLOSE(st::log_softmax(input(a), 1), map_lanes(a, 1, log_softmax_lane), tol());
 }
 
+// Rows either side of the vectorized paths (widths a multiple of 4, up to 8192) and rows that
+// start off 16-byte alignment; the backward pass against y * (g - sum(g * y)) per row.
+TEST_P(NNOps, SoftmaxRowsAcrossVectorWidths) {
+  for (int64_t cols : {4, 12, 1024, 8192, 8196}) {
+    for (int64_t skip : {0, 1}) {
+      SCOPED_TRACE("cols " + std::to_string(cols) + " skipping " + std::to_string(skip) + " rows");
+      NDArray a = grid_random({3 + skip, cols}, rng), g = grid_random({3, cols}, rng);
+      NDArray rows({3, cols}, std::vector<double>(a.data.begin() + skip * cols, a.data.end()));
+      Tensor x = input(a).narrow(0, skip, 3).detach();
+      x.set_requires_grad(true);
+      Tensor y = st::softmax(x, 1);
+      NDArray yr = map_lanes(rows, 1, softmax_lane);
+      EXPECT_CLOSE(y, yr, tol());
+      NDArray scale = map_lanes(rows, 1, log_softmax_scale_lane);
+      EXPECT_CLOSE(st::log_softmax(x, 1), map_lanes(rows, 1, log_softmax_lane), tol(), &scale);
+      (y * input(g)).sum().backward();
+      NDArray expected({3, cols});
+      for (int64_t r = 0; r < 3; ++r) {
+        double dot = 0;
+        for (int64_t c = 0; c < cols; ++c) dot += g[r * cols + c] * yr[r * cols + c];
+        for (int64_t c = 0; c < cols; ++c)
+          expected[r * cols + c] = yr[r * cols + c] * (g[r * cols + c] - dot);
+      }
+      EXPECT_CLOSE(x.grad(), expected, tol());
+    }
+  }
+}
+
 TEST_P(NNOps, SoftmaxLarge) {
   NDArray a = grid_random({64, 1500}, rng);
   EXPECT_CLOSE(st::softmax(input(a), 1), map_lanes(a, 1, softmax_lane), tol());
@@ -324,6 +352,28 @@ TEST_P(NNOps, LayerNormLarge) {
   NDArray scale;
   NDArray expected = layer_norm_ref(x, 1, &w, &b, 1e-5, &scale);
   EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
+}
+
+// Rows either side of the vectorized paths (widths a multiple of 4, up to 8192), with and without
+// weight and bias, and rows that start off 16-byte alignment.
+TEST_P(NNOps, LayerNormRowsAcrossVectorWidths) {
+  for (int64_t cols : {1024, 8192, 8196}) {
+    for (int64_t skip : {0, 1}) {
+      for (bool affine : {true, false}) {
+        SCOPED_TRACE("cols " + std::to_string(cols) + " skipping " + std::to_string(skip) +
+                     " rows" + (affine ? " with weight and bias" : ""));
+        NDArray a = grid_random({2 + skip, cols}, rng), w = grid_random({cols}, rng, -2, 2),
+                b = grid_random({cols}, rng);
+        NDArray x({2, cols}, std::vector<double>(a.data.begin() + skip * cols, a.data.end()));
+        Tensor y = st::layer_norm(input(a).narrow(0, skip, 2), {cols},
+                                  affine ? input(w) : Tensor(), affine ? input(b) : Tensor());
+        NDArray scale;
+        NDArray expected =
+            layer_norm_ref(x, 1, affine ? &w : nullptr, affine ? &b : nullptr, 1e-5, &scale);
+        EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -441,6 +441,25 @@ TEST_P(Shapes, CopyBetweenNonContiguousTensorsConverts) {
   EXPECT_EXACT(b, expected);
 }
 
+// Dense same-dtype copies whose ends sit at every alignment and whose lengths leave a tail past
+// any vector width: only the addressed elements change.
+TEST_P(Shapes, DenseCopyAtEveryOffsetAndLength) {
+  for (int64_t src_at : {0, 1, 3}) {
+    for (int64_t dst_at : {0, 2, 5}) {
+      for (int64_t n : {1, 7, 64, 1027}) {
+        SCOPED_TRACE("from " + std::to_string(src_at) + " to " + std::to_string(dst_at) +
+                     ", " + std::to_string(n) + " elements");
+        NDArray src = random_values({n + 8}), dst = random_values({n + 8});
+        Tensor d = input(dst);
+        d.narrow(0, dst_at, n).copy_(input(src).narrow(0, src_at, n));
+        NDArray expected = dst;
+        for (int64_t i = 0; i < n; ++i) expected[dst_at + i] = src[src_at + i];
+        EXPECT_EXACT(d, expected);
+      }
+    }
+  }
+}
+
 TEST_P(Shapes, CopyBetweenOverlappingViewsReadsTheSourceFirst) {
   // As NumPy: the result is as if the source were read whole before anything is written.
   NDArray a = iota({8}, 1);

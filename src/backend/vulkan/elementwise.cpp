@@ -74,7 +74,7 @@ ElementwiseParams make_elementwise_params(std::string_view op,
 
 void run_elementwise(std::string_view kernel, std::string_view op,
                      std::initializer_list<const Tensor*> operands, uint32_t code, double alpha,
-                     double beta) {
+                     double beta, std::string_view vec4_kernel) {
   const Tensor& out = **operands.begin();
   if (out.numel() == 0) return;
   ElementwiseParams p = make_elementwise_params(op, operands);
@@ -86,7 +86,16 @@ void run_elementwise(std::string_view kernel, std::string_view op,
   const bool i32 = out.dtype() == DType::Int32 || out.dtype() == DType::Bool;
   p.alpha_i = i32 ? saturate<int32_t>(alpha) : saturate<int64_t>(alpha);
   p.beta_i = i32 ? saturate<int32_t>(beta) : saturate<int64_t>(beta);
-  context().dispatch(kernel, &p, sizeof(p), groups_for(p.numel, 256));
+  bool vec4 = !vec4_kernel.empty() && p.contiguous != 0;
+  size_t k = 0;
+  for (const Tensor* t : operands) {
+    vec4 = vec4 && t->dtype() == DType::Float32 && p.addr[k] % 16 == 0;
+    ++k;
+  }
+  if (vec4)
+    context().dispatch(vec4_kernel, &p, sizeof(p), groups_for(p.numel / 4 + 1, 256));
+  else
+    context().dispatch(kernel, &p, sizeof(p), groups_for(p.numel, 256));
 }
 
 void VulkanBackend::unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha,
@@ -97,14 +106,16 @@ void VulkanBackend::unary(UnaryOp op, const Tensor& out, const Tensor& in, doubl
   if (!is_floating(in.dtype()) && !integer_op)
     not_implemented(detail::concat("unary op ", static_cast<int>(op), " for ", in.dtype()));
   const std::string kernel = detail::concat("unary_", shader_dtype(in.dtype(), "unary"));
-  run_elementwise(kernel, "unary", {&out, &in}, static_cast<uint32_t>(op), alpha, beta);
+  run_elementwise(kernel, "unary", {&out, &in}, static_cast<uint32_t>(op), alpha, beta,
+                  "unary_vec4_f32");
 }
 
 void VulkanBackend::binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
   if (!is_floating(a.dtype()) && op > BinaryOp::Ge)
     not_implemented(detail::concat("binary op ", static_cast<int>(op), " for ", a.dtype()));
   const std::string kernel = detail::concat("binary_", shader_dtype(a.dtype(), "binary"));
-  run_elementwise(kernel, "binary", {&out, &a, &b}, static_cast<uint32_t>(op));
+  run_elementwise(kernel, "binary", {&out, &a, &b}, static_cast<uint32_t>(op), 0, 0,
+                  "binary_vec4_f32");
 }
 
 void VulkanBackend::where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) {

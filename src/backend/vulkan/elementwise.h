@@ -37,6 +37,14 @@ struct FillParams {
   unsigned char value[8];
 };
 
+// Mirrors CopyVec4Params of shaders/copy_vec4.comp.
+struct CopyVec4Params {
+  uint64_t dst = 0;
+  uint64_t src = 0;
+  uint32_t count = 0;
+  uint32_t pad = 0;
+};
+
 // Mirrors ReduceParams of shaders/reduce.comp (also used by sum_of_squares for its last pass).
 struct ReduceParams {
   uint64_t in_addr = 0;
@@ -59,9 +67,10 @@ struct ReduceParams {
 // neighbouring dims merged wherever every operand's strides allow.
 ElementwiseParams make_elementwise_params(std::string_view op,
                                           std::initializer_list<const Tensor*> operands);
-// Builds the parameters and dispatches `kernel` over every element.
+// Builds the parameters and dispatches `kernel` over every element, or `vec4_kernel` (when given)
+// where every operand is f32, dense and 16-byte aligned.
 void run_elementwise(std::string_view kernel, std::string_view op,
                      std::initializer_list<const Tensor*> operands, uint32_t code = 0,
-                     double alpha = 0, double beta = 0);
+                     double alpha = 0, double beta = 0, std::string_view vec4_kernel = {});
 
 }  // namespace st::backend::vulkan

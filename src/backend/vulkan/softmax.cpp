@@ -2,6 +2,7 @@
 // kernels with a workgroup per row (shaders/softmax.comp, shaders/layer_norm.comp).
 
 #include <bit>
+#include <initializer_list>
 #include <string>
 
 #include "backend/vulkan/vulkan_backend.h"
@@ -43,6 +44,16 @@ struct LayerNormParams {
 
 uint64_t optional_address(const Tensor& t) { return t.defined() ? address_of(t) : 0; }
 
+// The vec4 variants of softmax.comp and layer_norm.comp take f32 rows of up to 8192 columns (a
+// workgroup's registers), a multiple of 4, with every address 16-byte aligned (0 for an absent
+// weight or bias passes).
+bool row_vec4(DType dtype, uint32_t cols, std::initializer_list<uint64_t> addresses) {
+  if (dtype != DType::Float32 || cols % 4 != 0 || cols > 8192) return false;
+  for (uint64_t a : addresses)
+    if (a % 16 != 0) return false;
+  return true;
+}
+
 }  // namespace
 
 void VulkanBackend::softmax(const Tensor& out, const Tensor& in, bool log, double scale,
@@ -58,8 +69,10 @@ void VulkanBackend::softmax(const Tensor& out, const Tensor& in, bool log, doubl
   index32(in.numel(), "softmax");
   p.log_softmax = log;
   p.causal_rows = index32(causal_rows, "softmax");
-  context().dispatch(detail::concat("softmax_", shader_dtype(in.dtype(), "softmax")), &p, sizeof(p),
-                     groups_for(p.rows, 1));
+  const bool vec4 = row_vec4(in.dtype(), p.cols, {p.in_addr, p.y_addr});
+  context().dispatch(
+      detail::concat("softmax_", vec4 ? "vec4_" : "", shader_dtype(in.dtype(), "softmax")), &p,
+      sizeof(p), groups_for(p.rows, 1));
 }
 
 void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out,
@@ -75,9 +88,10 @@ void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_o
   p.cols = index32(out.shape()[1], "softmax_backward");
   index32(out.numel(), "softmax_backward");
   p.log_softmax = log;
-  context().dispatch(
-      detail::concat("softmax_backward_", shader_dtype(out.dtype(), "softmax_backward")), &p,
-      sizeof(p), groups_for(p.rows, 1));
+  const bool vec4 = row_vec4(out.dtype(), p.cols, {p.in_addr, p.y_addr, p.out_addr});
+  context().dispatch(detail::concat("softmax_backward_", vec4 ? "vec4_" : "",
+                                    shader_dtype(out.dtype(), "softmax_backward")),
+                     &p, sizeof(p), groups_for(p.rows, 1));
 }
 
 void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -97,8 +111,10 @@ void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tens
   p.rows = index32(rows, "layer_norm");
   p.cols = index32(x.numel() / rows, "layer_norm");
   index32(x.numel(), "layer_norm");
-  context().dispatch(detail::concat("layer_norm_", shader_dtype(x.dtype(), "layer_norm")), &p,
-                     sizeof(p), groups_for(rows, 1));
+  const bool vec4 = row_vec4(x.dtype(), p.cols, {p.x_addr, p.out_addr, p.weight_addr, p.bias_addr});
+  context().dispatch(
+      detail::concat("layer_norm_", vec4 ? "vec4_" : "", shader_dtype(x.dtype(), "layer_norm")), &p,
+      sizeof(p), groups_for(rows, 1));
 }
 
 void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,

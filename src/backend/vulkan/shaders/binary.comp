@@ -106,6 +106,20 @@ int compare(uint op, C x, C y) {
   }
 }
 
+#ifdef VEC4
+void main() {
+  ElementwiseParams p = ElementwiseParams(params_address);
+  uint op = p.op;
+  FOR_EACH_VEC4(p, i) {
+    vec4 x = Vec4Buf(p.addr[1]).v[i], y = Vec4Buf(p.addr[2]).v[i];
+    Vec4Buf(p.addr[0]).v[i] =
+        vec4(apply(op, x.x, y.x), apply(op, x.y, y.y), apply(op, x.z, y.z), apply(op, x.w, y.w));
+  }
+  FOR_EACH_TAIL(p, i) {
+    store_f32(p.addr[0], i, apply(op, load_f32(p.addr[1], i), load_f32(p.addr[2], i)));
+  }
+}
+#else
 void main() {
   ElementwiseParams p = ElementwiseParams(params_address);
   uint op = p.op;
@@ -120,3 +134,4 @@ void main() {
       STORE(T)(p.addr[0], o, apply(op, x, y));
   }
 }
+#endif

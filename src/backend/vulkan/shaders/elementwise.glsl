@@ -37,3 +37,11 @@ uint operand_offset(ElementwiseParams p, uint k, uint i) {
 
 #define FOR_EACH_ELEMENT(p, i) \
   for (uint i = gl_GlobalInvocationID.x; i < p.numel; i += gl_NumWorkGroups.x * WG)
+
+// VEC4 variants (f32, every operand dense and 16-byte aligned, no bool output): FOR_EACH_VEC4
+// walks 16-byte vectors, and FOR_EACH_TAIL the last numel % 4 elements one by one.
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { vec4 v[]; };
+#define FOR_EACH_VEC4(p, i) \
+  for (uint i = gl_GlobalInvocationID.x; i < p.numel / 4; i += gl_NumWorkGroups.x * WG)
+#define FOR_EACH_TAIL(p, i) \
+  for (uint i = (p.numel & ~3u) + gl_GlobalInvocationID.x; i < p.numel; i = p.numel)

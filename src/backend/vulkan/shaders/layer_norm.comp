@@ -37,6 +37,48 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Lay
 
 C weight_at(LayerNormParams p, uint c) { return p.weight_addr != 0ul ? C(LOAD(T)(p.weight_addr, c)) : C(1); }
 
+#ifdef VEC4
+// Forward for f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned
+// addresses: each invocation holds its PER vectors of the row in registers, read once.
+#define PER 8
+layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { vec4 v[]; };
+
+void main() {
+  LayerNormParams p = LayerNormParams(params_address);
+  uint t = gl_LocalInvocationIndex, cols4 = p.cols / 4;
+  for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {
+    uint base = r * cols4;
+    vec4 x[PER];
+    float sum = 0.0;
+    for (uint k = 0; k < PER; ++k) {
+      uint c = t + k * WG;
+      if (c >= cols4) break;
+      x[k] = Vec4Buf(p.x_addr).v[base + c];
+      sum += dot(x[k], vec4(1));
+    }
+    float mu = workgroup_sum(sum) / float(p.cols);
+    float sq = 0.0;
+    for (uint k = 0; k < PER; ++k) {
+      uint c = t + k * WG;
+      if (c >= cols4) break;
+      vec4 d = x[k] - mu;
+      sq += dot(d, d);
+    }
+    float rs = 1.0 / sqrt(workgroup_sum(sq) / float(p.cols) + p.eps_f);
+    if (t == 0) {
+      store_f32(p.mean_addr, r, mu);
+      store_f32(p.rstd_addr, r, rs);
+    }
+    for (uint k = 0; k < PER; ++k) {
+      uint c = t + k * WG;
+      if (c >= cols4) break;
+      vec4 w = p.weight_addr != 0ul ? Vec4Buf(p.weight_addr).v[c] : vec4(1);
+      vec4 b = p.bias_addr != 0ul ? Vec4Buf(p.bias_addr).v[c] : vec4(0);
+      Vec4Buf(p.out_addr).v[base + c] = (x[k] - mu) * rs * w + b;
+    }
+  }
+}
+#else
 void main() {
   LayerNormParams p = LayerNormParams(params_address);
   uint t = gl_LocalInvocationIndex, cols = p.cols;
@@ -98,3 +140,4 @@ void main() {
   }
 #endif
 }
+#endif

@@ -89,6 +89,19 @@ C apply(uint op, C x, int64_t a, int64_t b) {
 }
 #endif
 
+#ifdef VEC4
+void main() {
+  ElementwiseParams p = ElementwiseParams(params_address);
+  float a = p.alpha_f, b = p.beta_f;
+  uint op = p.op;
+  FOR_EACH_VEC4(p, i) {
+    vec4 x = Vec4Buf(p.addr[1]).v[i];
+    Vec4Buf(p.addr[0]).v[i] = vec4(apply(op, x.x, a, b), apply(op, x.y, a, b),
+                                   apply(op, x.z, a, b), apply(op, x.w, a, b));
+  }
+  FOR_EACH_TAIL(p, i) store_f32(p.addr[0], i, apply(op, load_f32(p.addr[1], i), a, b));
+}
+#else
 void main() {
   ElementwiseParams p = ElementwiseParams(params_address);
 #if T_KIND == 0
@@ -104,3 +117,4 @@ void main() {
     STORE(T)(p.addr[0], operand_offset(p, 0, i), apply(op, x, a, b));
   }
 }
+#endif

@@ -13,6 +13,15 @@ foreach(dst IN LISTS st_vk_all_dtypes)
   st_vk_shader(arg_reduce_${dst} arg_reduce.comp T=${dst})
 endforeach()
 
+# Dense same-dtype copies of any dtype, 16 bytes per access; f32 dense elementwise ops, softmax
+# rows and layer_norm rows through vec4.
+st_vk_shader(copy_vec4 copy_vec4.comp)
+st_vk_shader(unary_vec4_f32 unary.comp T=f32 -DVEC4=1)
+st_vk_shader(binary_vec4_f32 binary.comp T=f32 -DUSE_BOOL=1 -DVEC4=1)
+st_vk_shader(layer_norm_vec4_f32 layer_norm.comp T=f32 -DUSE_F32=1 -DVEC4=1)
+st_vk_shader(softmax_vec4_f32 softmax.comp T=f32 -DVEC4=1)
+st_vk_shader(softmax_backward_vec4_f32 softmax.comp T=f32 -DVEC4=1 -DBACKWARD=1)
+
 # reduce_<in>_<out>: the output dtypes the front-end asks for (integer sums in int64), and the
 # accumulation dtype of a first pass (f32 for 16-bit floats).
 set(st_vk_reduce_pairs f32:f32 f32:f16 f32:bf16 f16:f16 f16:f32 bf16:bf16 bf16:f32 f64:f64
