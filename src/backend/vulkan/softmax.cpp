@@ -21,7 +21,7 @@ struct SoftmaxParams {
   uint32_t cols = 0;
   uint32_t log_softmax = 0;
   uint32_t causal_rows = 0;
-  uint32_t pad = 0;
+  uint32_t lanes = 0;
 };
 
 // Mirrors LayerNormParams of shaders/layer_norm.comp.
@@ -39,7 +39,7 @@ struct LayerNormParams {
   float eps_f = 0;
   uint32_t rows = 0;
   uint32_t cols = 0;
-  uint32_t pad = 0;
+  uint32_t lanes = 0;
 };
 
 uint64_t optional_address(const Tensor& t) { return t.defined() ? address_of(t) : 0; }
@@ -52,6 +52,14 @@ bool row_vec4(DType dtype, uint32_t cols, std::initializer_list<uint64_t> addres
   for (uint64_t a : addresses)
     if (a % 16 != 0) return false;
   return true;
+}
+
+// Invocations per row for the vec4 variants: enough for at most 4 vectors each where the
+// workgroup's 256 allow, so that short rows share a workgroup instead of idling most of it.
+uint32_t row_lanes(uint32_t cols) {
+  uint32_t lanes = 32;
+  while (lanes < 256 && lanes * 4 * 4 < cols) lanes *= 2;
+  return lanes;
 }
 
 }  // namespace
@@ -70,9 +78,10 @@ void VulkanBackend::softmax(const Tensor& out, const Tensor& in, bool log, doubl
   p.log_softmax = log;
   p.causal_rows = index32(causal_rows, "softmax");
   const bool vec4 = row_vec4(in.dtype(), p.cols, {p.in_addr, p.y_addr});
+  p.lanes = vec4 ? row_lanes(p.cols) : 256;
   context().dispatch(
       detail::concat("softmax_", vec4 ? "vec4_" : "", shader_dtype(in.dtype(), "softmax")), &p,
-      sizeof(p), groups_for(p.rows, 1));
+      sizeof(p), groups_for(p.rows, 256 / p.lanes));
 }
 
 void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out,
@@ -89,9 +98,10 @@ void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_o
   index32(out.numel(), "softmax_backward");
   p.log_softmax = log;
   const bool vec4 = row_vec4(out.dtype(), p.cols, {p.in_addr, p.y_addr, p.out_addr});
+  p.lanes = vec4 ? row_lanes(p.cols) : 256;
   context().dispatch(detail::concat("softmax_backward_", vec4 ? "vec4_" : "",
                                     shader_dtype(out.dtype(), "softmax_backward")),
-                     &p, sizeof(p), groups_for(p.rows, 1));
+                     &p, sizeof(p), groups_for(p.rows, 256 / p.lanes));
 }
 
 void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -112,9 +122,10 @@ void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tens
   p.cols = index32(x.numel() / rows, "layer_norm");
   index32(x.numel(), "layer_norm");
   const bool vec4 = row_vec4(x.dtype(), p.cols, {p.x_addr, p.out_addr, p.weight_addr, p.bias_addr});
+  p.lanes = vec4 ? row_lanes(p.cols) : 256;
   context().dispatch(
       detail::concat("layer_norm_", vec4 ? "vec4_" : "", shader_dtype(x.dtype(), "layer_norm")), &p,
-      sizeof(p), groups_for(rows, 1));
+      sizeof(p), groups_for(rows, 256 / p.lanes));
 }
 
 void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,

@@ -121,6 +121,32 @@ float workgroup_max(float x) {
   return wg_f32[0];
 }
 
+// The same over segments of `lanes` consecutive invocations (a power of two dividing WG), each
+// segment receiving its own result: a workgroup working on WG / lanes rows at once.
+float segment_sum(float x, uint lanes) {
+  uint t = gl_LocalInvocationIndex;
+  barrier();
+  wg_f32[t] = x;
+  barrier();
+  for (uint s = lanes / 2; s > 0; s >>= 1) {
+    if ((t & (lanes - 1)) < s) wg_f32[t] += wg_f32[t + s];
+    barrier();
+  }
+  return wg_f32[t & ~(lanes - 1)];
+}
+
+float segment_max(float x, uint lanes) {
+  uint t = gl_LocalInvocationIndex;
+  barrier();
+  wg_f32[t] = x;
+  barrier();
+  for (uint s = lanes / 2; s > 0; s >>= 1) {
+    if ((t & (lanes - 1)) < s) wg_f32[t] = max_nan(wg_f32[t], wg_f32[t + s]);
+    barrier();
+  }
+  return wg_f32[t & ~(lanes - 1)];
+}
+
 #if USE_F64
 shared double wg_f64[WG];
 double workgroup_sum(double x) {

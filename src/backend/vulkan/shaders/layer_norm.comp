@@ -22,7 +22,7 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Lay
   float eps_f;
   uint rows;
   uint cols;
-  uint pad;
+  uint lanes;  // invocations per row in the VEC4 variant
 };
 
 #if T_KIND == 1
@@ -39,39 +39,41 @@ C weight_at(LayerNormParams p, uint c) { return p.weight_addr != 0ul ? C(LOAD(T)
 
 #ifdef VEC4
 // Forward for f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned
-// addresses: each invocation holds its PER vectors of the row in registers, read once.
+// addresses, p.lanes invocations per row and WG / p.lanes rows per workgroup: each invocation
+// holds its vectors of the row in registers, read once, with loads clamped into the tensor so
+// that all of them are in flight at once.
 #define PER 8
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { vec4 v[]; };
 
 void main() {
   LayerNormParams p = LayerNormParams(params_address);
-  uint t = gl_LocalInvocationIndex, cols4 = p.cols / 4;
-  for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {
-    uint base = r * cols4;
+  uint lanes = p.lanes, lane = gl_LocalInvocationIndex & (lanes - 1);
+  uint cols4 = p.cols / 4, per = (cols4 + lanes - 1) / lanes, row_step = WG / lanes;
+  for (uint r0 = gl_WorkGroupID.x * row_step; r0 < p.rows; r0 += gl_NumWorkGroups.x * row_step) {
+    uint r = r0 + gl_LocalInvocationIndex / lanes;
+    bool row_live = r < p.rows;
+    uint base = min(r, p.rows - 1) * cols4;
     vec4 x[PER];
     float sum = 0.0;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
-      x[k] = Vec4Buf(p.x_addr).v[base + c];
-      sum += dot(x[k], vec4(1));
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes;
+      x[k] = Vec4Buf(p.x_addr).v[base + min(c, cols4 - 1)];
+      sum += c < cols4 ? dot(x[k], vec4(1)) : 0.0;
     }
-    float mu = workgroup_sum(sum) / float(p.cols);
+    float mu = segment_sum(sum, lanes) / float(p.cols);
     float sq = 0.0;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
+    for (uint k = 0; k < PER && k < per; ++k) {
       vec4 d = x[k] - mu;
-      sq += dot(d, d);
+      sq += lane + k * lanes < cols4 ? dot(d, d) : 0.0;
     }
-    float rs = 1.0 / sqrt(workgroup_sum(sq) / float(p.cols) + p.eps_f);
-    if (t == 0) {
+    float rs = 1.0 / sqrt(segment_sum(sq, lanes) / float(p.cols) + p.eps_f);
+    if (row_live && lane == 0) {
       store_f32(p.mean_addr, r, mu);
       store_f32(p.rstd_addr, r, rs);
     }
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes;
+      if (!row_live || c >= cols4) break;
       vec4 w = p.weight_addr != 0ul ? Vec4Buf(p.weight_addr).v[c] : vec4(1);
       vec4 b = p.bias_addr != 0ul ? Vec4Buf(p.bias_addr).v[c] : vec4(0);
       Vec4Buf(p.out_addr).v[base + c] = (x[k] - mu) * rs * w + b;

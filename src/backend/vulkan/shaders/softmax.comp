@@ -17,7 +17,7 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Sof
   uint cols;
   uint log_softmax;
   uint causal_rows;
-  uint pad;
+  uint lanes;  // invocations per row in the VEC4 variants
 };
 
 #if T_KIND == 1
@@ -31,8 +31,10 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Sof
 #endif
 
 #ifdef VEC4
-// f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned addresses: each
-// invocation holds its PER vectors of the row in registers, so every input is read once.
+// f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned addresses, p.lanes
+// invocations per row and WG / p.lanes rows per workgroup: each invocation holds its vectors of
+// the row in registers, so every input is read once. Loads are clamped into the tensor rather
+// than skipped, so that all of an invocation's loads are in flight at once.
 #define PER 8
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { vec4 v[]; };
 
@@ -40,36 +42,36 @@ float max4(vec4 v) { return max_nan(max_nan(v.x, v.y), max_nan(v.z, v.w)); }
 
 void main() {
   SoftmaxParams p = SoftmaxParams(params_address);
-  uint t = gl_LocalInvocationIndex, cols4 = p.cols / 4;
+  uint lanes = p.lanes, lane = gl_LocalInvocationIndex & (lanes - 1);
+  uint cols4 = p.cols / 4, per = (cols4 + lanes - 1) / lanes, row_step = WG / lanes;
   bool log_softmax = p.log_softmax != 0u;
   float scale = p.scale_f;
-  for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {
-    uint base = r * cols4;
+  for (uint r0 = gl_WorkGroupID.x * row_step; r0 < p.rows; r0 += gl_NumWorkGroups.x * row_step) {
+    uint r = r0 + gl_LocalInvocationIndex / lanes;
+    bool row_live = r < p.rows;
+    uint base = min(r, p.rows - 1) * cols4;
 #ifndef BACKWARD
-    uint seen = p.causal_rows > 0u ? min(p.cols, r % p.causal_rows + 1u) : p.cols;
+    uint seen = !row_live ? 0u : p.causal_rows > 0u ? min(p.cols, r % p.causal_rows + 1u) : p.cols;
     vec4 x[PER];
     float hi = -1.0 / 0.0;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
-      x[k] = scale * Vec4Buf(p.in_addr).v[base + c];
-      // Masked columns (causal) take no part in the max and the sum.
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes;
+      x[k] = scale * Vec4Buf(p.in_addr).v[base + min(c, cols4 - 1)];
+      // Columns past the row or masked (causal) take no part in the max and the sum.
       bvec4 live = lessThan(uvec4(4 * c) + uvec4(0, 1, 2, 3), uvec4(seen));
       hi = max_nan(hi, max4(mix(vec4(-1.0 / 0.0), x[k], live)));
     }
-    hi = workgroup_max(hi);
+    hi = segment_max(hi, lanes);
     float sum = 0.0;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
-      bvec4 live = lessThan(uvec4(4 * c) + uvec4(0, 1, 2, 3), uvec4(seen));
+    for (uint k = 0; k < PER && k < per; ++k) {
+      bvec4 live = lessThan(uvec4(4 * (lane + k * lanes)) + uvec4(0, 1, 2, 3), uvec4(seen));
       sum += dot(mix(vec4(0), exp(x[k] - hi), live), vec4(1));
     }
-    sum = workgroup_sum(sum);
+    sum = segment_sum(sum, lanes);
     float log_sum = log(sum), inv = 1.0 / sum;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes;
+      if (!row_live || c >= cols4) break;
       bvec4 live = lessThan(uvec4(4 * c) + uvec4(0, 1, 2, 3), uvec4(seen));
       Vec4Buf(p.y_addr).v[base + c] =
           log_softmax ? (x[k] - hi) - log_sum : mix(vec4(0), exp(x[k] - hi) * inv, live);
@@ -77,17 +79,17 @@ void main() {
 #else
     vec4 g[PER], y[PER];
     float dot_gy = 0.0;
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
-      g[k] = Vec4Buf(p.in_addr).v[base + c];
-      y[k] = Vec4Buf(p.y_addr).v[base + c];
-      dot_gy += log_softmax ? dot(g[k], vec4(1)) : dot(g[k], y[k]);
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes, i = base + min(c, cols4 - 1);
+      g[k] = Vec4Buf(p.in_addr).v[i];
+      y[k] = Vec4Buf(p.y_addr).v[i];
+      float d = log_softmax ? dot(g[k], vec4(1)) : dot(g[k], y[k]);
+      dot_gy += c < cols4 ? d : 0.0;
     }
-    dot_gy = workgroup_sum(dot_gy);
-    for (uint k = 0; k < PER; ++k) {
-      uint c = t + k * WG;
-      if (c >= cols4) break;
+    dot_gy = segment_sum(dot_gy, lanes);
+    for (uint k = 0; k < PER && k < per; ++k) {
+      uint c = lane + k * lanes;
+      if (!row_live || c >= cols4) break;
       Vec4Buf(p.out_addr).v[base + c] = log_softmax ? scale * (g[k] - exp(y[k]) * dot_gy)
                                                     : scale * y[k] * (g[k] - dot_gy);
     }
