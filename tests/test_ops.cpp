@@ -365,8 +365,8 @@ TEST_P(NNOps, LayerNormRowsAcrossVectorWidths) {
         NDArray a = grid_random({2 + skip, cols}, rng), w = grid_random({cols}, rng, -2, 2),
                 b = grid_random({cols}, rng);
         NDArray x({2, cols}, std::vector<double>(a.data.begin() + skip * cols, a.data.end()));
-        Tensor y = st::layer_norm(input(a).narrow(0, skip, 2), {cols},
-                                  affine ? input(w) : Tensor(), affine ? input(b) : Tensor());
+        Tensor y = st::layer_norm(input(a).narrow(0, skip, 2), {cols}, affine ? input(w) : Tensor(),
+                                  affine ? input(b) : Tensor());
         NDArray scale;
         NDArray expected =
             layer_norm_ref(x, 1, affine ? &w : nullptr, affine ? &b : nullptr, 1e-5, &scale);

@@ -447,8 +447,8 @@ TEST_P(Shapes, DenseCopyAtEveryOffsetAndLength) {
   for (int64_t src_at : {0, 1, 3}) {
     for (int64_t dst_at : {0, 2, 5}) {
       for (int64_t n : {1, 7, 64, 1027}) {
-        SCOPED_TRACE("from " + std::to_string(src_at) + " to " + std::to_string(dst_at) +
-                     ", " + std::to_string(n) + " elements");
+        SCOPED_TRACE("from " + std::to_string(src_at) + " to " + std::to_string(dst_at) + ", " +
+                     std::to_string(n) + " elements");
         NDArray src = random_values({n + 8}), dst = random_values({n + 8});
         Tensor d = input(dst);
         d.narrow(0, dst_at, n).copy_(input(src).narrow(0, src_at, n));
