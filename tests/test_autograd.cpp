@@ -533,6 +533,11 @@ TEST_P(LowPrecisionGrad, MatmulAndReductions) {
         {g({4, 7})});
   check("amax", [](const Inputs& x) { return st::amax(x[0], {0}); },
         {NDArray({3, 2}, {1, -1, 2, 0.5, -3, 0.25})});
+  // 16 output features: where the backend fuses GELU into the GEMM, its saved input is used.
+  for (auto act : {st::LinearActivation::Gelu, st::LinearActivation::GeluTanh})
+    check(act == st::LinearActivation::Gelu ? "linear gelu" : "linear gelu tanh",
+          [act](const Inputs& x) { return st::linear(x[0], x[1], x[2], act); },
+          {g({6, 8}), g({16, 8}, -0.5, 0.5), g({16})});
 }
 
 TEST_P(Gradcheck, LinearAndAttention) {
@@ -540,6 +545,14 @@ TEST_P(Gradcheck, LinearAndAttention) {
         {u({2, 3, 5}), u({4, 5}), u({4})});
   check("linear transposed input, no bias",
         [](const Inputs& x) { return st::linear(x[0].t(), x[1]); }, {u({5, 3}), u({4, 5})});
+  check("linear gelu",
+        [](const Inputs& x) { return st::linear(x[0], x[1], x[2], st::LinearActivation::Gelu); },
+        {u({2, 3, 5}), u({8, 5}), u({8})});
+  check("linear gelu tanh, no bias",
+        [](const Inputs& x) {
+          return st::linear(x[0].t(), x[1], {}, st::LinearActivation::GeluTanh);
+        },
+        {u({5, 3}), u({8, 5})});
   check("attention",
         [](const Inputs& x) { return st::scaled_dot_product_attention(x[0], x[1], x[2]); },
         {u({2, 3, 4}), u({2, 5, 4}), u({2, 5, 3})});

@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <functional>
+#include <numbers>
 
 #include "reference.h"
 
@@ -608,6 +609,53 @@ TEST_P(NNOps, LinearMatchesMatmulPlusBias) {
   for (int64_t i = 0; i < expected.numel(); ++i) expected[i] += b[i % 4];
   EXPECT_CLOSE(st::linear(input(x, Layout::Transposed), input(w, Layout::Strided), input(b)),
                expected, tol(), &magnitude);
+}
+
+double gelu_ref(double v, st::LinearActivation act) {
+  if (act == st::LinearActivation::Gelu) return 0.5 * v * (1 + std::erf(v / std::sqrt(2.0)));
+  const double c = std::sqrt(2 / std::numbers::pi);
+  return 0.5 * v * (1 + std::tanh(c * (v + 0.044715 * v * v * v)));
+}
+
+TEST_P(NNOps, LinearWithActivationMatchesReference) {
+  using st::LinearActivation;
+  // 16 output features suit cuBLASLt's GELU epilogue (its aux matrix needs a multiple of 8);
+  // 5 take the composed path.
+  for (int64_t n : {16, 5}) {
+    SCOPED_TRACE(n);
+    NDArray x = grid_random({2, 3, 7}, rng), w = grid_random({n, 7}, rng);
+    // The bias sits one element into a wider buffer: an unaligned device pointer.
+    NDArray wide_bias = grid_random({n + 1}, rng);
+    NDArray magnitude;
+    const NDArray product = matmul(x, transpose(w, 0, 1), &magnitude);
+    NDArray with_bias = product;
+    for (int64_t i = 0; i < product.numel(); ++i) with_bias[i] += wide_bias[1 + i % n];
+    const Tensor bias = input(wide_bias).narrow(0, 1, n);
+    // GELU's slope is below 1.13, so the GEMM's error carries through at most that scale.
+    const Tolerance t = scaled(tol(), 2);
+    EXPECT_CLOSE(st::linear(input(x), input(w), bias), with_bias, tol(), &magnitude);
+    for (LinearActivation act : {LinearActivation::Gelu, LinearActivation::GeluTanh}) {
+      SCOPED_TRACE(act == LinearActivation::Gelu ? "gelu" : "gelu tanh");
+      NDArray expected = with_bias, expected_no_bias = product;
+      for (int64_t i = 0; i < product.numel(); ++i) {
+        expected[i] = gelu_ref(with_bias[i], act);
+        expected_no_bias[i] = gelu_ref(product[i], act);
+      }
+      Tensor y = st::linear(input(x), input(w), bias, act);
+      EXPECT_EQ(y.shape(), (Shape{2, 3, n}));
+      EXPECT_CLOSE(y, expected, t, &magnitude);
+      EXPECT_CLOSE(st::linear(input(x, Layout::Transposed), input(w, Layout::Strided), {}, act),
+                   expected_no_bias, t, &magnitude);
+    }
+  }
+}
+
+TEST_P(NNOps, LinearRejectsBadArguments) {
+  Tensor x = input(grid_random({3, 5}, rng)), w = input(grid_random({4, 5}, rng));
+  EXPECT_THROW(st::linear(x, w, input(grid_random({5}, rng)), st::LinearActivation::Gelu),
+               st::ShapeError);
+  EXPECT_THROW(st::linear(x, input(grid_random({4, 6}, rng)), {}, st::LinearActivation::GeluTanh),
+               st::ShapeError);
 }
 
 // softmax(q k^T * scale, masked) v over the last two dims of [B, H, L, E] arrays.

@@ -10,17 +10,21 @@ Block::Block(const GPTConfig& c) {
   attn_ = register_module("attn",
                           std::make_shared<nn::CausalSelfAttention>(c.d_model, c.heads, c.dropout));
   ln2_ = register_module("ln2", std::make_shared<nn::LayerNorm>(st::Shape{c.d_model}));
-  mlp_ = register_module(
-      "mlp",
-      std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-          std::make_shared<nn::Linear>(c.d_model, 4 * c.d_model), std::make_shared<nn::GELU>(),
-          std::make_shared<nn::Linear>(4 * c.d_model, c.d_model),
-          std::make_shared<nn::Dropout>(c.dropout)}));
+  fc_ = std::make_shared<nn::Linear>(c.d_model, 4 * c.d_model);
+  proj_ = std::make_shared<nn::Linear>(4 * c.d_model, c.d_model);
+  dropout_ = std::make_shared<nn::Dropout>(c.dropout);
+  // Registered as the Sequential it was, so parameter names (mlp.0.weight, mlp.2.bias...) and
+  // checkpoints stay the same; forward calls the fused linear + GELU instead of its first two.
+  mlp_ = register_module("mlp",
+                         std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
+                             fc_, std::make_shared<nn::GELU>(), proj_, dropout_}));
 }
 
 Tensor Block::forward(const Tensor& x) {
   const Tensor h = x + attn_->forward(ln1_->forward(x));
-  return h + mlp_->forward(ln2_->forward(h));
+  const Tensor hidden =
+      st::linear(ln2_->forward(h), fc_->weight, fc_->bias, st::LinearActivation::Gelu);
+  return h + dropout_->forward(proj_->forward(hidden));
 }
 
 GPT::GPT(const GPTConfig& c) : config_(c) {

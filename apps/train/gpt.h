@@ -29,7 +29,9 @@ class Block : public st::nn::Module {
  private:
   std::shared_ptr<st::nn::LayerNorm> ln1_, ln2_;
   std::shared_ptr<st::nn::CausalSelfAttention> attn_;
-  std::shared_ptr<st::nn::Sequential> mlp_;
+  std::shared_ptr<st::nn::Sequential> mlp_;  // fc_, GELU, proj_, dropout_
+  std::shared_ptr<st::nn::Linear> fc_, proj_;
+  std::shared_ptr<st::nn::Dropout> dropout_;
 };
 
 class GPT : public st::nn::Module {

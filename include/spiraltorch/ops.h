@@ -119,8 +119,12 @@ Tensor sum_to(const Tensor& x, const Shape& shape);
 
 // Linear algebra: 1-D, 2-D and batched with broadcast batch dims, as torch.matmul.
 Tensor matmul(const Tensor& a, const Tensor& b);
-// input [..., in] @ weight [out, in]^T + bias [out], as torch.nn.functional.linear.
-Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {});
+// input [..., in] @ weight [out, in]^T + bias [out], as torch.nn.functional.linear, optionally
+// followed by a GELU (erf form, or the tanh approximation) fused into the GEMM where the backend
+// can: linear(x, w, b, LinearActivation::Gelu) equals gelu(linear(x, w, b)).
+enum class LinearActivation : uint8_t { None, Gelu, GeluTanh };
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias = {},
+              LinearActivation activation = LinearActivation::None);
 
 // Neural-network ops.
 Tensor softmax(const Tensor& x, int64_t dim);

@@ -238,15 +238,23 @@ void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
          {a, b});
 }
 
-void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out) {
+void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                   const Tensor& pre_activation, LinearActivation activation, const Tensor& out) {
   if (!needs_grad({x, weight, bias})) return;
   record("LinearBackward", {x, weight, bias}, {out},
-         [x = x.detach(), weight = weight.detach()](const Grads& g, auto& needs) {
-           return Grads{needs[0] ? matmul(g[0], weight) : Tensor(),
-                        needs[1] ? matmul(g[0].t(), x) : Tensor(),
-                        needs[2] ? sum(g[0], {0}) : Tensor()};
+         [x = x.detach(), weight = weight.detach(), pre = pre_activation, activation](
+             const Grads& g, auto& needs) {
+           const Tensor grad = activation == LinearActivation::None
+                                   ? g[0]
+                                   : fused_backward(activation == LinearActivation::Gelu
+                                                        ? BinaryOp::GeluErfBackward
+                                                        : BinaryOp::GeluTanhBackward,
+                                                    g[0], pre);
+           return Grads{needs[0] ? matmul(grad, weight) : Tensor(),
+                        needs[1] ? matmul(grad.t(), x) : Tensor(),
+                        needs[2] ? sum(grad, {0}) : Tensor()};
          },
-         {x, weight});
+         {x, weight, pre_activation});
 }
 
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale) {

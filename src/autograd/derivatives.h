@@ -25,7 +25,9 @@ void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values,
 // a [..., M, K] @ b [..., K, N] with broadcast batch dims.
 void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out);
 // out [N, out] = x [N, in] @ weight^T + bias.
-void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out);
+// pre_activation: the activation's input (undefined for LinearActivation::None).
+void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
+                   const Tensor& pre_activation, LinearActivation activation, const Tensor& out);
 // out = softmax(scale * x) along dim (a causal mask needs no rule of its own: masked outputs are
 // 0).
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale);

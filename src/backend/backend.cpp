@@ -64,6 +64,19 @@ void Backend::arg_reduce(ArgReduceOp, const Tensor&, const Tensor&, const Tensor
 void Backend::matmul(const Tensor&, const Tensor&, const Tensor&, double, double) {
   not_implemented("matmul");
 }
+void Backend::linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a,
+                     const Tensor& b, const Tensor& bias, LinearActivation act) {
+  const Tensor& gemm_out = act == LinearActivation::None ? out : pre_activation;
+  double beta = 0;
+  if (bias.defined()) {  // the bias is the GEMM's starting value
+    copy(gemm_out, bias);
+    beta = 1;
+  }
+  matmul(gemm_out, a, b, 1.0, beta);
+  if (act != LinearActivation::None)
+    unary(act == LinearActivation::Gelu ? UnaryOp::GeluErf : UnaryOp::GeluTanh, out, pre_activation,
+          0, 0);
+}
 void Backend::softmax(const Tensor&, const Tensor&, bool, double, int64_t) {
   not_implemented("softmax");
 }

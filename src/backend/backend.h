@@ -119,6 +119,13 @@ class Backend {
   // of its two dims (row- or column-major); batch strides are arbitrary, including 0.
   virtual void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
                       double beta);
+  // The GEMM of linear with its epilogue: pre = a @ b + bias, out = act(pre). a [1, M, K] and b
+  // [1, K, N] (weight^T) follow matmul's layout rules; out [1, M, N] contiguous; bias undefined or
+  // a contiguous [N] vector viewed as [1, M, N] with strides (0, 0, 1); pre_activation [1, M, N]
+  // contiguous, undefined when act is None (out then holds a @ b + bias), else written for the
+  // backward. GeluTanh is gelu's tanh approximation. The default composes matmul and unary.
+  virtual void linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a,
+                      const Tensor& b, const Tensor& bias, LinearActivation act);
 
   // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors: out = softmax(scale * in),
   // or log_softmax. When causal_rows > 0 (never with log), rows come in groups of causal_rows

@@ -1,5 +1,5 @@
 // matmul with torch.matmul's rules: 1-D operands gain and lose a dim; batch dims broadcast. And
-// linear, one GEMM over all leading dims with the bias as the GEMM's starting value.
+// linear, one GEMM over all leading dims with its bias and activation (the backend's linear).
 
 #include "autograd/derivatives.h"
 #include "ops/op_utils.h"
@@ -82,7 +82,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
   return batched_matmul(a, b);
 }
 
-Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
+Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias,
+              LinearActivation activation) {
   ops::check_defined("linear", {&input, &weight});
   ops::check_same_device("linear", {&input, &weight, &bias});
   ops::check_floating("linear", input);
@@ -99,19 +100,23 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias) {
   const Tensor x = input.reshape({-1, in});
   const int64_t rows = x.shape()[0];
   Tensor out = ops::new_tensor({rows, out_features}, input.dtype(), input.device());
+  // The activation's input, kept for its derivative.
+  Tensor pre;
+  if (activation != LinearActivation::None) pre = ops::new_like(out);
   if (out.numel() > 0) {
-    backend::Backend& be = ops::backend_of(out);
-    double beta = 0;
+    const Shape shape3{1, rows, out_features}, strides3{0, out_features, 1};
+    Tensor bias3;
     if (bias.defined()) {
-      be.copy(out, ops::broadcast_view(bias, out.shape()));
-      beta = 1;
+      const Tensor dense = bias.detach().contiguous();
+      bias3 = ops::raw_view(dense, shape3, {0, 0, 1}, dense.offset());
     }
     const Tensor x3 = as_batched_matrices(x.unsqueeze(0), 1);
     const Tensor w3 = as_batched_matrices(weight.t().unsqueeze(0), 1);
-    const Tensor out3 = ops::raw_view(out, {1, rows, out_features}, {0, out_features, 1}, 0);
-    be.matmul(out3, x3, w3, 1.0, beta);
+    ops::backend_of(out).linear(ops::raw_view(out, shape3, strides3, 0),
+                                pre.defined() ? ops::raw_view(pre, shape3, strides3, 0) : pre, x3,
+                                w3, bias3, activation);
   }
-  autograd::record_linear(x, weight, bias, out);
+  autograd::record_linear(x, weight, bias, pre, activation, out);
   Shape out_shape = input.shape();
   out_shape.back() = out_features;
   return out.view(out_shape);

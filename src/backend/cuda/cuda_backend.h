@@ -4,8 +4,8 @@
 // of embedding and cross_entropy). Kernels by family: copy.cu (copy, fill, arange, where),
 // unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
 // sum_of_squares), softmax.cu (softmax and cross_entropy), norm.cu, embedding.cu, optim.cu, and the
-// GEMMs: matmul.cpp (the choice of path, and cuBLASLt), gemm_tiled.cu, gemm_tensorcore.cu. Memory,
-// streams and copies: runtime.cpp.
+// GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear epilogues), gemm_tiled.cu,
+// gemm_tensorcore.cu. Memory, streams and copies: runtime.cpp.
 
 #include <cuda_runtime.h>
 
@@ -66,6 +66,10 @@ class CudaBackend final : public Backend {
 
   void matmul(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
               double beta) override;
+  // cuBLASLt's bias and GELU-with-aux epilogues where they apply (cuBLASLt's GELU is the tanh
+  // form; the erf form takes the bias epilogue, then our gelu kernel); else Backend::linear.
+  void linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a, const Tensor& b,
+              const Tensor& bias, LinearActivation act) override;
 
   void softmax(const Tensor& out, const Tensor& in, bool log, double scale,
                int64_t causal_rows) override;
@@ -98,6 +102,16 @@ class CudaBackend final : public Backend {
   // st::cuda::set_gemm_backend). Same contract as matmul.
   void gemm_cublaslt(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
                      double beta);
+  // What cuBLASLt applies after the product: a bias [N] (contiguous), and optionally the tanh
+  // GELU, its input then written to aux ([M, N] contiguous, N a multiple of 8).
+  struct Epilogue {
+    const Tensor* bias = nullptr;
+    const Tensor* gelu_aux = nullptr;
+  };
+  // gemm_cublaslt with an epilogue; returns false, doing nothing, when cuBLASLt has no algorithm
+  // for it.
+  bool gemm_cublaslt_epilogue(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                              double beta, const Epilogue& epilogue);
   void gemm_tiled(const Tensor& out, const Tensor& a, const Tensor& b, double alpha, double beta);
   // Returns false when the operands do not suit the kernel (dtype, alignment); nothing is done
   // then.

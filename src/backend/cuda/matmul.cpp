@@ -3,7 +3,9 @@
 // Row-major out[M, N] is column-major out^T [N, M], so cuBLASLt computes out^T = b^T a^T with b as
 // its first operand. Each operand matrix has unit stride in one dim (the contract), which maps to a
 // transpose flag and a leading dimension; batch strides, 0 for a broadcast batch, are the layouts'
-// strided-batch offsets. Plans (descriptors and the heuristic's algorithm) are cached per shape.
+// strided-batch offsets. Plans (descriptors and the heuristic's algorithm) are cached per shape
+// and epilogue. In that column-major view the bias of linear runs along D's rows, as cuBLASLt's
+// bias epilogues want it, and the GELU input matrix (aux) has out's layout.
 
 #include <cublasLt.h>
 
@@ -52,8 +54,9 @@ struct PlanKey {
   int64_t m, n, k, batch;
   bool ta, tb;
   int64_t lda, ldb, sa, sb;
+  int epilogue;
   auto tie() const {
-    return std::tie(device, dtype, tf32, m, n, k, batch, ta, tb, lda, ldb, sa, sb);
+    return std::tie(device, dtype, tf32, m, n, k, batch, ta, tb, lda, ldb, sa, sb, epilogue);
   }
   bool operator<(const PlanKey& o) const { return tie() < o.tie(); }
 };
@@ -62,6 +65,7 @@ struct Plan {
   cublasLtMatmulDesc_t desc = nullptr;
   cublasLtMatrixLayout_t a = nullptr, b = nullptr, c = nullptr;
   cublasLtMatmulAlgo_t algo{};
+  bool has_algo = false;  // false: cuBLASLt offers no algorithm for this epilogue and shape
 };
 
 struct DeviceBlas {
@@ -129,8 +133,47 @@ void CudaBackend::matmul(const Tensor& out, const Tensor& a, const Tensor& b, do
   }
 }
 
-void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Tensor& b_in,
-                                double alpha, double beta) {
+void CudaBackend::linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a,
+                         const Tensor& b, const Tensor& bias, LinearActivation act) {
+  const DType dtype = out.dtype();
+  const int64_t N = out.shape()[2];
+  const bool lt =
+      st::cuda::gemm_backend() == st::cuda::GemmBackend::CublasLt &&
+      (dtype == DType::Float32 || dtype == DType::Float16 || dtype == DType::BFloat16) &&
+      a.shape()[2] > 0;
+  if (lt && (bias.defined() || act == LinearActivation::GeluTanh)) {
+    // cuBLASLt reads the bias as N contiguous elements from data_ptr() (its [1, M, N] view has
+    // strides (0, 0, 1)); an unaligned one, a view into a larger storage, is copied first.
+    Tensor vector = bias;
+    if (bias.defined() && reinterpret_cast<uintptr_t>(bias.data_ptr()) % 16 != 0) {
+      vector = scratch({N}, dtype, out.device());
+      check(cudaMemcpyAsync(vector.data_ptr(), bias.data_ptr(), N * dtype_size(dtype),
+                            cudaMemcpyDeviceToDevice, stream_of(out)),
+            "cudaMemcpyAsync of the linear bias");
+    }
+    Epilogue epilogue;
+    if (bias.defined()) epilogue.bias = &vector;
+    const bool fused_gelu = act == LinearActivation::GeluTanh && N % 8 == 0;
+    if (fused_gelu) epilogue.gelu_aux = &pre_activation;
+    const Tensor& gemm_out = act == LinearActivation::None || fused_gelu ? out : pre_activation;
+    if ((epilogue.bias || epilogue.gelu_aux) &&
+        gemm_cublaslt_epilogue(gemm_out, a, b, 1.0, 0.0, epilogue)) {
+      if (act != LinearActivation::None && !fused_gelu)
+        unary(act == LinearActivation::Gelu ? UnaryOp::GeluErf : UnaryOp::GeluTanh, out,
+              pre_activation, 0, 0);
+      return;
+    }
+  }
+  Backend::linear(out, pre_activation, a, b, bias, act);
+}
+
+void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
+                                double beta) {
+  gemm_cublaslt_epilogue(out, a, b, alpha, beta, {});
+}
+
+bool CudaBackend::gemm_cublaslt_epilogue(const Tensor& out, const Tensor& a_in, const Tensor& b_in,
+                                         double alpha, double beta, const Epilogue& epilogue) {
   const int64_t batch = out.shape()[0], M = out.shape()[1], N = out.shape()[2];
   const int64_t K = a_in.shape()[2];
   Operand opb = transposed_operand(K, N, b_in.strides()[1], b_in.strides()[2], b_in.strides()[0]);
@@ -151,6 +194,11 @@ void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Ten
   const cudaStream_t stream = stream_of(out);
   const DType dtype = out.dtype();
   const bool tf32 = dtype == DType::Float32 && st::cuda::allow_tf32();
+  const cublasLtEpilogue_t epilogue_kind =
+      epilogue.gelu_aux
+          ? (epilogue.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
+      : epilogue.bias ? CUBLASLT_EPILOGUE_BIAS
+                      : CUBLASLT_EPILOGUE_DEFAULT;
 
   std::lock_guard lock(blas_mutex);
   DeviceBlas& blas = device_blas()[device];
@@ -158,10 +206,20 @@ void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Ten
     check_blas(cublasLtCreate(&blas.handle), "cublasLtCreate");
     check(cudaMalloc(&blas.workspace, kWorkspaceBytes), "cudaMalloc of the cuBLASLt workspace");
   }
-  const PlanKey key{
-      device,          static_cast<int>(dtype), tf32,          M,      N,      K,
-      batch,           opb.transpose,           opa.transpose, opb.ld, opa.ld, opb.batch_stride,
-      opa.batch_stride};
+  const PlanKey key{device,
+                    static_cast<int>(dtype),
+                    tf32,
+                    M,
+                    N,
+                    K,
+                    batch,
+                    opb.transpose,
+                    opa.transpose,
+                    opb.ld,
+                    opa.ld,
+                    opb.batch_stride,
+                    opa.batch_stride,
+                    static_cast<int>(epilogue_kind)};
   auto found = plans().find(key);
   if (found == plans().end()) {
     Plan plan;
@@ -180,6 +238,15 @@ void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Ten
     check_blas(
         cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof(tb)),
         "cublasLtMatmulDescSetAttribute");
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE,
+                                              &epilogue_kind, sizeof(epilogue_kind)),
+               "cublasLtMatmulDescSetAttribute");
+    if (epilogue.gelu_aux) {
+      const int64_t aux_ld = N;
+      check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD,
+                                                &aux_ld, sizeof(aux_ld)),
+                 "cublasLtMatmulDescSetAttribute");
+    }
     plan.a = make_layout(type, opb.rows, opb.cols, opb.ld, batch, opb.batch_stride);
     plan.b = make_layout(type, opa.rows, opa.cols, opa.ld, batch, opa.batch_stride);
     plan.c = make_layout(type, N, M, N, batch, M * N);
@@ -196,13 +263,31 @@ void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Ten
         cublasLtMatmulAlgoGetHeuristic(blas.handle, plan.desc, plan.a, plan.b, plan.c, plan.c,
                                        preference, 1, &result, &found_count);
     cublasLtMatmulPreferenceDestroy(preference);
-    check_blas(status, "cublasLtMatmulAlgoGetHeuristic");
-    ST_CHECK(found_count > 0, NotImplementedError, "[matmul] cuBLASLt has no algorithm for ", dtype,
-             " [", batch, ", ", M, ", ", K, "] @ [", batch, ", ", K, ", ", N, "]");
+    // An epilogue the heuristic cannot serve is not an error: the caller composes it instead.
+    if (status != CUBLAS_STATUS_NOT_SUPPORTED || epilogue_kind == CUBLASLT_EPILOGUE_DEFAULT)
+      check_blas(status, "cublasLtMatmulAlgoGetHeuristic");
+    plan.has_algo = status == CUBLAS_STATUS_SUCCESS && found_count > 0;
+    ST_CHECK(plan.has_algo || epilogue_kind != CUBLASLT_EPILOGUE_DEFAULT, NotImplementedError,
+             "[matmul] cuBLASLt has no algorithm for ", dtype, " [", batch, ", ", M, ", ", K,
+             "] @ [", batch, ", ", K, ", ", N, "]");
     plan.algo = result.algo;
     found = plans().emplace(key, plan).first;
   }
   const Plan& plan = found->second;
+  if (!plan.has_algo) return false;
+  // The pointers change per call: set on the cached descriptor, under the lock.
+  if (epilogue.bias) {
+    const void* bias = epilogue.bias->data_ptr();
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
+                                              sizeof(bias)),
+               "cublasLtMatmulDescSetAttribute");
+  }
+  if (epilogue.gelu_aux) {
+    void* aux = epilogue.gelu_aux->data_ptr();
+    check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER,
+                                              &aux, sizeof(aux)),
+               "cublasLtMatmulDescSetAttribute");
+  }
   const float alpha32 = static_cast<float>(alpha), beta32 = static_cast<float>(beta);
   const bool f64 = dtype == DType::Float64;
   const void* pa = f64 ? static_cast<const void*>(&alpha) : &alpha32;
@@ -211,6 +296,7 @@ void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a_in, const Ten
                             pb, out.data_ptr(), plan.c, out.data_ptr(), plan.c, &plan.algo,
                             blas.workspace, kWorkspaceBytes, stream),
              "cublasLtMatmul");
+  return true;
 }
 
 }  // namespace st::backend::cuda
