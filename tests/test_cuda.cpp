@@ -1,7 +1,7 @@
 // CUDA-specific checks beyond the conformance suites (which run every op on cuda:0 already): the
 // three GEMM paths against float64 references, TF32 opt-in, large reductions that take the
-// two-pass path, the caching allocator's statistics, trace and caps. Every test skips cleanly on a
-// machine without a CUDA device.
+// two-pass path, the caching allocator's statistics, trace and caps, events. Every test skips
+// cleanly on a machine without a CUDA device.
 
 #include <gtest/gtest.h>
 #include <spiraltorch/cuda.h>
@@ -296,6 +296,54 @@ TEST(CudaPool, CapsFromTheEnvironment) {
   }
   // Two 4 KiB blocks of one class freed; the per-class cap keeps one.
   EXPECT_EQ(st::cuda::memory_stats(0).cached_bytes, 4096u);
+}
+
+TEST(CudaEvent, NeedsADevice) {
+  if (!st::cuda::is_available()) {
+    EXPECT_THROW(st::cuda::Event(), st::DeviceError);
+    return;
+  }
+  EXPECT_THROW(st::cuda::Event(st::cuda::device_count()), st::DeviceError);
+  st::cuda::Event event;
+  EXPECT_THROW(event.wait(st::cuda::device_count()), st::DeviceError);
+}
+
+TEST(CudaEvent, TimesTheWorkBetweenTwoRecords) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  const Tensor a = st::randn({2048, 2048}, {.device = cuda});
+  st::cuda::Event start, end;
+  EXPECT_TRUE(end.query()) << "an event never recorded has nothing to wait for";
+  EXPECT_THROW(start.elapsed_time(end), st::ValueError);
+  // One GEMM, then ten: the second span must take several times longer than the first.
+  auto span_ms = [&](int gemms) {
+    st::cuda::synchronize();
+    start.record();
+    Tensor c = a;
+    for (int i = 0; i < gemms; ++i) c = st::matmul(a, c) * (1.0 / 2048);
+    end.record();
+    end.synchronize();
+    EXPECT_TRUE(end.query());
+    return start.elapsed_time(end);
+  };
+  span_ms(1);  // warm-up: plans and kernels loaded
+  const double one = span_ms(1), ten = span_ms(10);
+  EXPECT_GT(one, 0.0);
+  EXPECT_GT(ten, 3 * one) << "one GEMM " << one << " ms, ten " << ten << " ms";
+}
+
+TEST(CudaEvent, WaitOrdersWorkOnAStream) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  Tensor x = st::ones({1 << 20}, {.device = cuda});
+  for (int i = 0; i < 4; ++i) x = x + x;
+  st::cuda::Event done;
+  done.record();
+  // Every device's stream waits for the mark; work queued after it sees the finished sums.
+  for (int d = 0; d < st::cuda::device_count(); ++d) done.wait(d);
+  EXPECT_EQ(x.sum().item<double>(), 16.0 * (1 << 20));
+  done.synchronize();
+  EXPECT_TRUE(done.query());
 }
 
 }  // namespace

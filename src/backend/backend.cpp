@@ -37,6 +37,13 @@ void Backend::not_implemented(std::string_view op) const {
 }
 
 MemoryStats Backend::memory_stats(int) { not_implemented("memory_stats"); }
+void* Backend::event_create(int) { not_implemented("event"); }
+void Backend::event_destroy(void*) { not_implemented("event"); }
+void Backend::event_record(void*, int) { not_implemented("event"); }
+void Backend::event_synchronize(void*) { not_implemented("event"); }
+bool Backend::event_query(void*) { not_implemented("event"); }
+double Backend::event_elapsed_ms(void*, void*) { not_implemented("event"); }
+void Backend::event_wait(void*, int) { not_implemented("event"); }
 void Backend::copy(const Tensor&, const Tensor&) { not_implemented("copy"); }
 void Backend::fill(const Tensor&, const Scalar&) { not_implemented("fill"); }
 void Backend::arange(const Tensor&, double, double) { not_implemented("arange"); }

@@ -80,6 +80,17 @@ class Backend {
   // The statistics of a GPU backend's caching allocator, and the release of its cached blocks.
   virtual MemoryStats memory_stats(int device_index);
   virtual void empty_cache() {}
+  // Events on a GPU device's stream (st::cuda::Event), as opaque handles. event_record marks the
+  // work queued so far on the device's stream; event_wait makes a device's stream wait for the
+  // marked work (of any device) without the host waiting; event_elapsed_ms is the time between
+  // two completed events.
+  virtual void* event_create(int device_index);
+  virtual void event_destroy(void* event);
+  virtual void event_record(void* event, int device_index);
+  virtual void event_synchronize(void* event);
+  virtual bool event_query(void* event);
+  virtual double event_elapsed_ms(void* start, void* end);
+  virtual void event_wait(void* event, int device_index);
 
   // dst = src converted to dst's dtype; same shape, any strides on both (dst may be a view).
   virtual void copy(const Tensor& dst, const Tensor& src);

@@ -5,7 +5,7 @@
 // unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
 // sum_of_squares), softmax.cu (softmax and cross_entropy), norm.cu, embedding.cu, optim.cu, and the
 // GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear epilogues), gemm_tiled.cu,
-// gemm_tensorcore.cu. Memory, streams and copies: runtime.cpp.
+// gemm_tensorcore.cu. Memory, streams, events and copies: runtime.cpp.
 
 #include <cuda_runtime.h>
 
@@ -47,6 +47,13 @@ class CudaBackend final : public Backend {
   void synchronize(int device_index) override;
   MemoryStats memory_stats(int device_index) override;
   void empty_cache() override;
+  void* event_create(int device_index) override;
+  void event_destroy(void* event) override;
+  void event_record(void* event, int device_index) override;
+  void event_synchronize(void* event) override;
+  bool event_query(void* event) override;
+  double event_elapsed_ms(void* start, void* end) override;
+  void event_wait(void* event, int device_index) override;
 
   void copy(const Tensor& dst, const Tensor& src) override;
   void fill(const Tensor& dst, const Scalar& value) override;

@@ -1,5 +1,5 @@
-// The CUDA backend instance and its registration: devices, one stream per device, the caching
-// allocators, host <-> device copies and error checking.
+// The CUDA backend instance and its registration: devices, one stream per device, events on those
+// streams, the caching allocators, host <-> device copies and error checking.
 
 #include <array>
 #include <memory>
@@ -163,6 +163,49 @@ void CudaBackend::synchronize(int device_index) {
 
 MemoryStats CudaBackend::memory_stats(int device_index) {
   return state(device_index).allocator->stats();
+}
+
+void* CudaBackend::event_create(int device_index) {
+  stream_for(device_index);  // checks the index and makes the device current
+  cudaEvent_t event = nullptr;
+  check(cudaEventCreate(&event), "cudaEventCreate");
+  return event;
+}
+
+void CudaBackend::event_destroy(void* event) {
+  // A destructor's call: a failure here has nowhere to go, and the runtime frees the event anyway.
+  cudaEventDestroy(static_cast<cudaEvent_t>(event));
+}
+
+void CudaBackend::event_record(void* event, int device_index) {
+  check(cudaEventRecord(static_cast<cudaEvent_t>(event), stream_for(device_index)),
+        "cudaEventRecord");
+}
+
+void CudaBackend::event_synchronize(void* event) {
+  check(cudaEventSynchronize(static_cast<cudaEvent_t>(event)), "cudaEventSynchronize");
+}
+
+bool CudaBackend::event_query(void* event) {
+  const cudaError_t status = cudaEventQuery(static_cast<cudaEvent_t>(event));
+  if (status == cudaErrorNotReady) {
+    cudaGetLastError();  // not an error: the work is still running
+    return false;
+  }
+  check(status, "cudaEventQuery");
+  return true;
+}
+
+double CudaBackend::event_elapsed_ms(void* start, void* end) {
+  float ms = 0;
+  check(cudaEventElapsedTime(&ms, static_cast<cudaEvent_t>(start), static_cast<cudaEvent_t>(end)),
+        "cudaEventElapsedTime");
+  return ms;
+}
+
+void CudaBackend::event_wait(void* event, int device_index) {
+  check(cudaStreamWaitEvent(stream_for(device_index), static_cast<cudaEvent_t>(event), 0),
+        "cudaStreamWaitEvent");
 }
 
 void CudaBackend::empty_cache() {
