@@ -10,14 +10,9 @@ Block::Block(const GPTConfig& c) {
   attn_ = register_module("attn",
                           std::make_shared<nn::CausalSelfAttention>(c.d_model, c.heads, c.dropout));
   ln2_ = register_module("ln2", std::make_shared<nn::LayerNorm>(st::Shape{c.d_model}));
-  fc_ = std::make_shared<nn::Linear>(c.d_model, 4 * c.d_model);
-  proj_ = std::make_shared<nn::Linear>(4 * c.d_model, c.d_model);
-  dropout_ = std::make_shared<nn::Dropout>(c.dropout);
-  // Registered as the Sequential it was, so parameter names (mlp.0.weight, mlp.2.bias...) and
-  // checkpoints stay the same; forward calls the fused linear + GELU instead of its first two.
-  mlp_ = register_module("mlp",
-                         std::make_shared<nn::Sequential>(std::vector<std::shared_ptr<nn::Module>>{
-                             fc_, std::make_shared<nn::GELU>(), proj_, dropout_}));
+  fc_ = register_module("fc", std::make_shared<nn::Linear>(c.d_model, 4 * c.d_model));
+  proj_ = register_module("proj", std::make_shared<nn::Linear>(4 * c.d_model, c.d_model));
+  dropout_ = register_module("dropout", std::make_shared<nn::Dropout>(c.dropout));
 }
 
 Tensor Block::forward(const Tensor& x) {

@@ -19,7 +19,8 @@ struct GPTConfig {
   double dropout = 0;
 };
 
-// x + attn(ln1(x)), then x + mlp(ln2(x)).
+// x + attn(ln1(x)), then x + mlp(ln2(x)) with mlp = dropout(proj(gelu(fc(.)))), fc and GELU as
+// one fused linear.
 class Block : public st::nn::Module {
  public:
   explicit Block(const GPTConfig& config);
@@ -29,7 +30,6 @@ class Block : public st::nn::Module {
  private:
   std::shared_ptr<st::nn::LayerNorm> ln1_, ln2_;
   std::shared_ptr<st::nn::CausalSelfAttention> attn_;
-  std::shared_ptr<st::nn::Sequential> mlp_;  // fc_, GELU, proj_, dropout_
   std::shared_ptr<st::nn::Linear> fc_, proj_;
   std::shared_ptr<st::nn::Dropout> dropout_;
 };
