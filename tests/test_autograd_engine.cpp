@@ -59,6 +59,38 @@ TEST_P(Engine, GradAccumulatesAcrossBackwardCalls) {
   EXPECT_CLOSE(x.grad(), NDArray({3}, 3.0), kExact);
 }
 
+TEST_P(Engine, WeightGradientsAccumulateIntoTheExistingGrad) {
+  // The second backward's GEMM adds into the .grad tensor the first one made (beta = 1): same
+  // storage, and the sum of both products, for linear and for a 2-D matmul, and alongside a second
+  // use of the same weight in the same graph.
+  NDArray w = u({4, 3}), x1 = u({5, 3}), x2 = u({2, 3}), m = u({3, 2});
+  Tensor weight = leaf(w), mat = leaf(m);
+  st::sum(st::linear(constant(x1), weight)).backward();
+  st::sum(st::matmul(constant(x1), mat)).backward();
+  const Tensor first = weight.grad();
+  const void* storage = first.storage()->data();
+  const void* mat_storage = mat.grad().storage()->data();
+  (st::sum(st::linear(constant(x2), weight)) * 2 + st::sum(st::linear(constant(x1), weight)))
+      .backward();
+  st::sum(st::matmul(constant(x2), mat)).backward();
+  EXPECT_EQ(weight.grad().storage()->data(), storage);
+  EXPECT_EQ(mat.grad().storage()->data(), mat_storage);
+  // d/dW sum(x W^T) = ones^T x: each row of W's gradient is the column sums of x.
+  NDArray expected({4, 3}, 0.0), expected_m({3, 2}, 0.0);
+  for (int64_t o = 0; o < 4; ++o)
+    for (int64_t k = 0; k < 3; ++k) {
+      for (int64_t r = 0; r < 5; ++r) expected.at({o, k}) += 2 * x1.at({r, k});
+      for (int64_t r = 0; r < 2; ++r) expected.at({o, k}) += 2 * x2.at({r, k});
+    }
+  for (int64_t k = 0; k < 3; ++k)
+    for (int64_t n = 0; n < 2; ++n) {
+      for (int64_t r = 0; r < 5; ++r) expected_m.at({k, n}) += x1.at({r, k});
+      for (int64_t r = 0; r < 2; ++r) expected_m.at({k, n}) += x2.at({r, k});
+    }
+  EXPECT_CLOSE(weight.grad(), expected, tolerance_for(DType::Float64));
+  EXPECT_CLOSE(mat.grad(), expected_m, tolerance_for(DType::Float64));
+}
+
 TEST_P(Engine, ExplicitGradientOnNonScalar) {
   NDArray v = u({2, 3}), g = u({2, 3});
   Tensor x = leaf(v);

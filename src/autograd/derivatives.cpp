@@ -28,6 +28,27 @@ Tensor as(const Tensor& mask, DType dtype) { return mask.to(dtype); }
 
 Tensor detached(const Tensor& t) { return t.defined() ? t.detach() : t; }
 
+// The gradient a backward GEMM may accumulate into directly (beta = 1), sparing a temporary and an
+// add: that of a leaf which already has a contiguous gradient of its own shape, dtype and device.
+// Undefined otherwise, and the rule returns its gradient as usual.
+Tensor accumulation_target(const Tensor& leaf) {
+  if (!leaf.defined() || !leaf.is_leaf()) return {};
+  const Tensor grad = leaf.grad();
+  if (!grad.defined() || grad.shape() != leaf.shape() || grad.dtype() != leaf.dtype() ||
+      grad.device() != leaf.device() || !grad.is_contiguous())
+    return {};
+  return grad;
+}
+
+// a @ b for the gradient of `leaf`: accumulated straight into its .grad when it has one (and then
+// undefined is returned, so nothing more is added), computed as a new tensor otherwise.
+Tensor gemm_gradient(const Tensor& leaf, const Tensor& a, const Tensor& b) {
+  const Tensor target = accumulation_target(leaf);
+  if (!target.defined()) return matmul(a, b);
+  ops::matmul_accumulate(target, a, b);
+  return {};
+}
+
 }  // namespace
 
 void record_unary(UnaryOp op, const Tensor& x, const Tensor& out, double alpha, double beta) {
@@ -230,10 +251,14 @@ void record_extreme_dim(const char* name, const Tensor& x, const Tensor& values,
 
 void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
   if (!needs_grad({a, b})) return;
+  // Leaves of 2-D products keep a handle, to accumulate into their existing .grad in the GEMM.
+  const bool plain = a.dim() == 2 && b.dim() == 2;
+  const Tensor a_leaf = plain && a.is_leaf() ? a : Tensor();
+  const Tensor b_leaf = plain && b.is_leaf() ? b : Tensor();
   record("MatmulBackward", {a, b}, {out},
-         [a = a.detach(), b = b.detach()](const Grads& g, auto& needs) {
-           return Grads{needs[0] ? matmul(g[0], b.transpose(-1, -2)) : Tensor(),
-                        needs[1] ? matmul(a.transpose(-1, -2), g[0]) : Tensor()};
+         [a = a.detach(), b = b.detach(), a_leaf, b_leaf](const Grads& g, auto& needs) {
+           return Grads{needs[0] ? gemm_gradient(a_leaf, g[0], b.transpose(-1, -2)) : Tensor(),
+                        needs[1] ? gemm_gradient(b_leaf, a.transpose(-1, -2), g[0]) : Tensor()};
          },
          {a, b});
 }
@@ -241,8 +266,9 @@ void record_matmul(const Tensor& a, const Tensor& b, const Tensor& out) {
 void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                    const Tensor& pre_activation, LinearActivation activation, const Tensor& out) {
   if (!needs_grad({x, weight, bias})) return;
+  const Tensor weight_leaf = weight.is_leaf() ? weight : Tensor();
   record("LinearBackward", {x, weight, bias}, {out},
-         [x = x.detach(), weight = weight.detach(), pre = pre_activation, activation](
+         [x = x.detach(), weight = weight.detach(), weight_leaf, pre = pre_activation, activation](
              const Grads& g, auto& needs) {
            const Tensor grad = activation == LinearActivation::None
                                    ? g[0]
@@ -251,7 +277,7 @@ void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                                         : BinaryOp::GeluTanhBackward,
                                                     g[0], pre);
            return Grads{needs[0] ? matmul(grad, weight) : Tensor(),
-                        needs[1] ? matmul(grad.t(), x) : Tensor(),
+                        needs[1] ? gemm_gradient(weight_leaf, grad.t(), x) : Tensor(),
                         needs[2] ? sum(grad, {0}) : Tensor()};
          },
          {x, weight, pre_activation});

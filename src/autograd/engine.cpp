@@ -202,8 +202,13 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
   while (!ready.empty()) {
     std::shared_ptr<Node> node = std::move(ready.back());
     ready.pop_back();
-    Grads grads = std::move(pending[node.get()]);
-    pending.erase(node.get());
+    const auto delivered = pending.find(node.get());
+    // A leaf whose gradient a rule already accumulated in place (see gemm_gradient) got nothing.
+    if (delivered == pending.end() && dynamic_cast<AccumulateGrad*>(node.get()) != nullptr)
+      continue;
+    Grads grads = delivered == pending.end() ? Grads() : std::move(delivered->second);
+    if (delivered != pending.end()) pending.erase(delivered);
+    if (grads.empty()) grads.resize(std::max<size_t>(node->outputs.size(), 1));
     for (size_t i = 0; i < node->outputs.size(); ++i) {
       if (grads[i].defined()) continue;
       const TensorMeta& meta = node->outputs[i];

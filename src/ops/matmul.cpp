@@ -122,4 +122,13 @@ Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias,
   return out.view(out_shape);
 }
 
+void ops::matmul_accumulate(const Tensor& out, const Tensor& a, const Tensor& b) {
+  const int64_t M = out.shape()[0], N = out.shape()[1];
+  const Tensor a3 = as_batched_matrices(a.unsqueeze(0), 1);
+  const Tensor b3 = as_batched_matrices(b.unsqueeze(0), 1);
+  if (out.numel() > 0 && a.shape()[1] > 0)
+    backend_of(out).matmul(raw_view(out, {1, M, N}, {0, N, 1}, out.offset()), a3, b3, 1.0, 1.0);
+  out.storage()->bump_version();
+}
+
 }  // namespace st

@@ -46,6 +46,10 @@ inline DType float_type(DType dtype) { return is_floating(dtype) ? dtype : kDefa
 // returns (seed, first counter) for the backend's random kernels.
 std::pair<uint64_t, uint64_t> reserve_random(DeviceType type, int64_t n);
 
+// out [M, N] (contiguous) += a [M, K] @ b [K, N]: one GEMM with beta = 1, outside autograd. The
+// backward rules accumulate weight gradients straight into an existing .grad with it.
+void matmul_accumulate(const Tensor& out, const Tensor& a, const Tensor& b);
+
 // Writes `value` into `dst` (which may be a strided view), bumping dst's storage version.
 void copy_into(const Tensor& dst, const Tensor& src);
 
