@@ -32,23 +32,32 @@ std::mt19937_64 stream(uint64_t seed, uint64_t purpose, uint64_t index) {
   return std::mt19937_64(seq);
 }
 
+// The settings a run trains with, as saved in its checkpoints (the rest of TrainConfig says where
+// outputs go and how often): one list, for writing them and for reading them back.
+template <typename Config, typename Visit>
+void training_settings(Config& c, Visit&& visit) {
+  visit("data", c.data);
+  visit("context", c.context);
+  visit("layers", c.layers);
+  visit("d_model", c.d_model);
+  visit("heads", c.heads);
+  visit("dropout", c.dropout);
+  visit("batch", c.batch);
+  visit("steps", c.steps);
+  visit("lr", c.lr);
+  visit("min_lr", c.min_lr);
+  visit("warmup", c.warmup);
+  visit("weight_decay", c.weight_decay);
+  visit("grad_clip", c.grad_clip);
+  visit("eval_every", c.eval_every);
+  visit("eval_batches", c.eval_batches);
+  visit("seed", c.seed);
+}
+
 json config_json(const TrainConfig& c) {
-  return {{"data", c.data},
-          {"context", c.context},
-          {"layers", c.layers},
-          {"d_model", c.d_model},
-          {"heads", c.heads},
-          {"dropout", c.dropout},
-          {"batch", c.batch},
-          {"steps", c.steps},
-          {"lr", c.lr},
-          {"min_lr", c.min_lr},
-          {"warmup", c.warmup},
-          {"weight_decay", c.weight_decay},
-          {"grad_clip", c.grad_clip},
-          {"eval_every", c.eval_every},
-          {"eval_batches", c.eval_batches},
-          {"seed", c.seed}};
+  json j;
+  training_settings(c, [&](const char* key, const auto& value) { j[key] = value; });
+  return j;
 }
 
 st::SafetensorsFile read_checkpoint(const std::string& path) {
@@ -120,22 +129,9 @@ TrainConfig Trainer::checkpoint_config(const std::string& path) {
   const json j = json::parse(read_checkpoint(path).metadata.at("config"));
   TrainConfig c;
   c.out_dir = std::filesystem::path(path).parent_path().string();
-  c.data = j.at("data").get<std::string>();
-  c.context = j.at("context").get<int64_t>();
-  c.layers = j.at("layers").get<int64_t>();
-  c.d_model = j.at("d_model").get<int64_t>();
-  c.heads = j.at("heads").get<int64_t>();
-  c.dropout = j.at("dropout").get<double>();
-  c.batch = j.at("batch").get<int64_t>();
-  c.steps = j.at("steps").get<int64_t>();
-  c.lr = j.at("lr").get<double>();
-  c.min_lr = j.at("min_lr").get<double>();
-  c.warmup = j.at("warmup").get<int64_t>();
-  c.weight_decay = j.at("weight_decay").get<double>();
-  c.grad_clip = j.at("grad_clip").get<double>();
-  c.eval_every = j.at("eval_every").get<int64_t>();
-  c.eval_batches = j.at("eval_batches").get<int64_t>();
-  c.seed = j.at("seed").get<uint64_t>();
+  training_settings(c, [&](const char* key, auto& value) {
+    value = j.at(key).get<std::decay_t<decltype(value)>>();
+  });
   return c;
 }
 
@@ -183,6 +179,12 @@ std::pair<Tensor, Tensor> Trainer::batch(int64_t index, bool held_out) const {
           st::from_buffer<int64_t>(y.data(), {B * T}).to(device_)};
 }
 
+Tensor Trainer::batch_loss(int64_t index, bool held_out) const {
+  const auto [x, y] = batch(index, held_out);
+  const Tensor logits = model_->forward(x);
+  return st::cross_entropy(logits.view({-1, logits.shape()[2]}), y);
+}
+
 bool Trainer::train(const std::atomic<bool>& stop,
                     const std::function<void(const StepReport&)>& report) {
   const std::vector<Tensor> params = model_->parameters();
@@ -199,9 +201,7 @@ bool Trainer::train(const std::atomic<bool>& stop,
       return false;
     }
     schedule_->set_step(step_);
-    const auto [x, y] = batch(step_, false);
-    const Tensor logits = model_->forward(x);
-    const Tensor loss = st::cross_entropy(logits.view({-1, logits.shape()[2]}), y);
+    const Tensor loss = batch_loss(step_, false);
     optimizer_->zero_grad();
     loss.backward();
     st::optim::clip_grad_norm_(params, config_.grad_clip);
@@ -230,9 +230,7 @@ float Trainer::evaluate() {
   model_->eval();
   double total = 0;
   for (int64_t i = 0; i < config_.eval_batches; ++i) {
-    const auto [x, y] = batch(i, true);
-    const Tensor logits = model_->forward(x);
-    total += st::cross_entropy(logits.view({-1, logits.shape()[2]}), y).item<double>();
+    total += batch_loss(i, true).item<double>();
   }
   model_->train();
   return static_cast<float>(total / static_cast<double>(config_.eval_batches));

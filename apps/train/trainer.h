@@ -104,6 +104,8 @@ class Trainer {
   // Inputs and next-token targets [batch, context] of training step `step`, or of held-out batch
   // `index` when `held_out`.
   std::pair<st::Tensor, st::Tensor> batch(int64_t index, bool held_out) const;
+  // The model's mean next-character loss on that batch.
+  st::Tensor batch_loss(int64_t index, bool held_out) const;
   void load_checkpoint(const std::string& path);
 
   TrainConfig config_;

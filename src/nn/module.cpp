@@ -1,7 +1,6 @@
 // Module: the registry of parameters, buffers and submodules, and what is built on it (state
 // dicts, modes, device and dtype moves, printing).
 
-#include <algorithm>
 #include <sstream>
 
 #include "spiraltorch/autograd.h"
@@ -59,8 +58,7 @@ StateDict Module::state_dict() const {
 }
 
 void Module::load_state_dict(const StateDict& state, bool strict) {
-  NamedTensors own = named_parameters();
-  for (auto& entry : named_buffers()) own.push_back(entry);
+  const StateDict own = state_dict();  // shares storage with the module's tensors
   std::vector<std::string> missing, unexpected;
   for (const auto& [name, t] : own) {
     const auto it = state.find(name);
@@ -74,11 +72,8 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
              "' has shape ", it->second.shape(), " in the state dict but ", t.shape(), " in the ",
              this->name(), " module");
   }
-  for (const auto& [name, t] : state) {
-    const bool known =
-        std::any_of(own.begin(), own.end(), [&](auto& e) { return e.first == name; });
-    if (!known) unexpected.push_back(name);
-  }
+  for (const auto& [name, t] : state)
+    if (own.count(name) == 0) unexpected.push_back(name);
   if (strict && (!missing.empty() || !unexpected.empty())) {
     std::ostringstream msg;
     msg << "[load_state_dict] the state dict does not match the " << this->name() << " module:";
@@ -93,7 +88,7 @@ void Module::load_state_dict(const StateDict& state, bool strict) {
     throw ValueError(msg.str());
   }
   NoGradGuard no_grad;
-  for (auto& [name, t] : own) {
+  for (const auto& [name, t] : own) {
     const auto it = state.find(name);
     if (it != state.end()) Tensor(t).copy_(it->second);
   }
