@@ -16,3 +16,5 @@ export DEBIAN_FRONTEND=noninteractive
 # the CPU, which CI tests on) and the validation layers the test run enables.
 "${sudo[@]}" apt-get install -y --no-install-recommends \
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
+# st::distributed: Open MPI (headers, library and mpirun) for the CPU process group and its tests.
+"${sudo[@]}" apt-get install -y --no-install-recommends libopenmpi-dev openmpi-bin

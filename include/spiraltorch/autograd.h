@@ -2,6 +2,7 @@
 // Reverse-mode differentiation: the graph is built as ops run and walked back by
 // Tensor::backward().
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,11 @@ void set_grad_enabled(bool enabled);
 // Backpropagates from several roots at once; each gradient may be undefined for a scalar root.
 void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradients = {},
               bool retain_graph = false);
+
+// Queues `callback` to run on this thread when the backward pass now running has finished all its
+// nodes (as torch's queue_callback): a hook uses it to act once per backward. Throws outside
+// backward.
+void queue_backward_callback(std::function<void()> callback);
 
 // The name of the node that made `t` ("MulBackward"); empty for a leaf.
 std::string grad_fn_name(const Tensor& t);

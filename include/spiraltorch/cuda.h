@@ -11,6 +11,9 @@ bool is_available();
 int device_count();
 // Waits for all work queued on the device's current stream.
 void synchronize(int device = 0);
+// The device's current stream as a cudaStream_t, for libraries that queue work in order with
+// ours (as torch.cuda.current_stream().cuda_stream).
+void* current_stream(int device = 0);
 
 // The caching allocator of one device (see DESIGN: ST_CUDA_POOL_TRACE, ST_CUDA_POOL_MAX_BYTES and
 // ST_CUDA_POOL_MAX_PER_CLASS set its trace and caps).

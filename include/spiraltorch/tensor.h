@@ -3,6 +3,7 @@
 // the autograd metadata). Copying a Tensor copies the handle; views share storage.
 
 #include <cstdint>
+#include <functional>
 #include <initializer_list>
 #include <memory>
 #include <optional>
@@ -23,6 +24,7 @@ using Shape = std::vector<int64_t>;
 namespace autograd {
 class Node;
 }
+class Tensor;
 
 // Autograd state of a tensor that takes part in differentiation. Absent for plain data tensors.
 struct AutogradMeta {
@@ -35,6 +37,10 @@ struct AutogradMeta {
   bool retains_grad = false;
   bool is_view =
       false;  // made by a view op from a tensor in the graph: in-place changes are refused
+  // Hooks of a leaf run once per backward after its .grad is final, by id (see
+  // Tensor::register_post_accumulate_grad_hook).
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
+      post_accumulate_grad_hooks;
 };
 
 struct TensorImpl {
@@ -124,6 +130,11 @@ class Tensor {
   void retain_grad() const;
   const std::shared_ptr<autograd::Node>& grad_fn() const;
   Tensor detach() const;  // same storage, out of the graph
+  // Runs hook(leaf) each time a backward has finished accumulating this leaf's .grad (also when a
+  // rule accumulated into it in place), as torch's register_post_accumulate_grad_hook; leaves that
+  // require grad only. Returns an id for remove_post_accumulate_grad_hook.
+  uint64_t register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const;
+  void remove_post_accumulate_grad_hook(uint64_t id) const;
   // Backpropagates from this tensor. A non-scalar needs `gradient` of its shape.
   void backward(const Tensor& gradient = {}, bool retain_graph = false) const;
 

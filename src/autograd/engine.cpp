@@ -1,7 +1,9 @@
 // Graph recording and the backward pass: dependency counting from the roots, then nodes run in
 // topological order on the calling thread, gradients summed per input slot.
 
+#include <atomic>
 #include <unordered_map>
+#include <utility>
 
 #include "autograd/node.h"
 #include "spiraltorch/autograd.h"
@@ -11,7 +13,9 @@ namespace st {
 
 namespace {
 thread_local bool grad_enabled = true;
-}
+// Callbacks queued during the backward pass running on this thread; null outside backward.
+thread_local std::vector<std::function<void()>>* backward_callbacks = nullptr;
+}  // namespace
 
 bool is_grad_enabled() { return grad_enabled; }
 void set_grad_enabled(bool enabled) { grad_enabled = enabled; }
@@ -92,6 +96,16 @@ void FunctionNode::release() {
   released_ = true;
 }
 
+namespace {
+// A copy, so that a hook may remove itself.
+void run_post_accumulate_grad_hooks(const Tensor& leaf) {
+  const AutogradMeta* meta = leaf.autograd_meta_if_any();
+  if (meta == nullptr || meta->post_accumulate_grad_hooks.empty()) return;
+  const auto hooks = meta->post_accumulate_grad_hooks;
+  for (const auto& [id, hook] : hooks) hook(leaf);
+}
+}  // namespace
+
 Grads AccumulateGrad::apply(const Grads& grad_outputs) {
   const Tensor& incoming = grad_outputs[0];
   Tensor leaf(leaf_);
@@ -106,6 +120,7 @@ Grads AccumulateGrad::apply(const Grads& grad_outputs) {
   } else {
     Tensor(meta.grad).add_(incoming);
   }
+  run_post_accumulate_grad_hooks(leaf);
   return {};
 }
 
@@ -157,6 +172,13 @@ namespace {
 void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& root_grads,
                   bool retain_graph) {
   NoGradGuard no_grad;  // gradients are plain tensors: no graph of the backward pass
+  std::vector<std::function<void()>> callbacks;
+  std::vector<std::function<void()>>* const outer_callbacks =
+      std::exchange(backward_callbacks, &callbacks);
+  struct RestoreCallbacks {
+    std::vector<std::function<void()>>* outer;
+    ~RestoreCallbacks() { backward_callbacks = outer; }
+  } restore{outer_callbacks};
 
   // Incoming-edge counts of every node reachable from the roots.
   std::unordered_map<Node*, int> dependencies;
@@ -204,8 +226,12 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
     ready.pop_back();
     const auto delivered = pending.find(node.get());
     // A leaf whose gradient a rule already accumulated in place (see gemm_gradient) got nothing.
-    if (delivered == pending.end() && dynamic_cast<AccumulateGrad*>(node.get()) != nullptr)
-      continue;
+    if (delivered == pending.end()) {
+      if (auto* accumulator = dynamic_cast<AccumulateGrad*>(node.get())) {
+        run_post_accumulate_grad_hooks(Tensor(accumulator->leaf()));
+        continue;
+      }
+    }
     Grads grads = delivered == pending.end() ? Grads() : std::move(delivered->second);
     if (delivered != pending.end()) pending.erase(delivered);
     if (grads.empty()) grads.resize(std::max<size_t>(node->outputs.size(), 1));
@@ -232,6 +258,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
       if (--dependencies[next.node.get()] == 0) ready.push_back(next.node);
     }
   }
+  // By index: a callback may queue another.
+  for (size_t i = 0; i < callbacks.size(); ++i) callbacks[i]();
 }
 
 }  // namespace
@@ -265,6 +293,28 @@ void backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& gradi
     grads.push_back(std::move(grad));
   }
   autograd::run_backward(roots, grads, retain_graph);
+}
+
+void queue_backward_callback(std::function<void()> callback) {
+  ST_CHECK(backward_callbacks != nullptr, Error,
+           "[queue_backward_callback] no backward pass is running on this thread");
+  backward_callbacks->push_back(std::move(callback));
+}
+
+uint64_t Tensor::register_post_accumulate_grad_hook(std::function<void(const Tensor&)> hook) const {
+  ST_CHECK(requires_grad() && is_leaf(), Error,
+           "[register_post_accumulate_grad_hook] expected a leaf that requires grad");
+  static std::atomic<uint64_t> next_id{1};
+  const uint64_t id = next_id++;
+  autograd_meta().post_accumulate_grad_hooks.emplace_back(id, std::move(hook));
+  return id;
+}
+
+void Tensor::remove_post_accumulate_grad_hook(uint64_t id) const {
+  AutogradMeta* meta = autograd_meta_if_any();
+  if (meta == nullptr) return;
+  std::erase_if(meta->post_accumulate_grad_hooks,
+                [id](const auto& entry) { return entry.first == id; });
 }
 
 void Tensor::retain_grad() const {

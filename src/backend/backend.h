@@ -91,6 +91,9 @@ class Backend {
   virtual bool event_query(void* event);
   virtual double event_elapsed_ms(void* start, void* end);
   virtual void event_wait(void* event, int device_index);
+  // The native handle of the device's stream (a cudaStream_t), for libraries that queue work
+  // beside ours (NCCL); null on backends without streams.
+  virtual void* native_stream(int /*device_index*/) { return nullptr; }
 
   // dst = src converted to dst's dtype; same shape, any strides on both (dst may be a view).
   virtual void copy(const Tensor& dst, const Tensor& src);

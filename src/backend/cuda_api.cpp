@@ -44,6 +44,13 @@ bool is_available() { return device_count() > 0; }
 
 void synchronize(int device) { backend::backend_for(DeviceType::CUDA).synchronize(device); }
 
+void* current_stream(int device) {
+  backend::Backend& be = backend::backend_for(DeviceType::CUDA);
+  ST_CHECK(device >= 0 && device < be.device_count(), DeviceError, "[current_stream] device cuda:",
+           device, " does not exist; this machine has ", be.device_count(), " CUDA device(s)");
+  return be.native_stream(device);
+}
+
 MemoryStats memory_stats(int device) {
   backend::Backend& be = backend::backend_for(DeviceType::CUDA);
   ST_CHECK(device >= 0 && device < be.device_count(), DeviceError,

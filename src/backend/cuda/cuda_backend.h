@@ -54,6 +54,7 @@ class CudaBackend final : public Backend {
   bool event_query(void* event) override;
   double event_elapsed_ms(void* start, void* end) override;
   void event_wait(void* event, int device_index) override;
+  void* native_stream(int device_index) override { return stream_for(device_index); }
 
   void copy(const Tensor& dst, const Tensor& src) override;
   void fill(const Tensor& dst, const Scalar& value) override;
