@@ -1,11 +1,14 @@
 // spiraltorch-train: trains a character-level GPT on a text file, with a progress bar,
-// evaluation on a held-out split, checkpoints, a loss plot and a text sample at the end.
+// evaluation on a held-out split, checkpoints, a loss plot and a text sample at the end. Launched
+// by mpirun (or with torchrun's RANK/WORLD_SIZE for CUDA), it trains data-parallel: MPI for cpu,
+// NCCL for cuda, with rank 0 alone logging, checkpointing, plotting and sampling.
 
 #include <unistd.h>
 
 #include <atomic>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -76,6 +79,13 @@ std::string default_corpus() {
   for (const char* candidate : {ST_SOURCE_CORPUS, ST_INSTALLED_CORPUS})
     if (std::filesystem::exists(candidate)) return candidate;
   return ST_SOURCE_CORPUS;
+}
+
+// Whether a launcher started this process as one rank of several (mpirun, or torchrun's variables).
+bool launched_as_rank() {
+  for (const char* name : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "WORLD_SIZE"})
+    if (std::getenv(name) != nullptr) return true;
+  return false;
 }
 
 std::string clock_text(double seconds) {
@@ -182,8 +192,21 @@ int main(int argc, char** argv) {
       for (const auto& [option, value] : given) option->set(value);
     }
 
+    if (launched_as_rank())
+      st::distributed::init_process_group(config.device.rfind("cuda", 0) == 0 ? "nccl" : "mpi");
+    // Left on every way out, while MPI, NCCL and CUDA are all still up.
+    struct LeaveGroup {
+      ~LeaveGroup() {
+        if (st::distributed::is_initialized()) st::distributed::destroy_process_group();
+      }
+    } leave_group;
     st_train::Trainer trainer(config, resume);
     const TrainConfig& c = trainer.config();
+    // The other ranks train in silence; rank 0 speaks for the run.
+    if (trainer.rank() != 0) {
+      std::signal(SIGINT, on_interrupt);
+      return trainer.train(interrupted, nullptr) ? 0 : 130;
+    }
     size_t parameters = 0;
     for (const st::Tensor& p : trainer.model().parameters()) parameters += p.numel();
     std::fprintf(stderr,
@@ -194,6 +217,10 @@ int main(int argc, char** argv) {
                  trainer.corpus().vocab().size(), static_cast<long long>(c.layers),
                  static_cast<long long>(c.d_model), static_cast<long long>(c.heads),
                  static_cast<long long>(c.context), parameters / 1e6, c.device.c_str());
+    if (trainer.world_size() > 1)
+      std::fprintf(stderr, "data-parallel over %d ranks (%s): %lld sequences per rank and step\n",
+                   trainer.world_size(), st::distributed::get_backend().c_str(),
+                   static_cast<long long>(c.batch / trainer.world_size()));
     if (!resume.empty())
       std::fprintf(stderr, "resuming from %s at step %lld\n", resume.c_str(),
                    static_cast<long long>(trainer.step()));

@@ -137,6 +137,18 @@ TrainConfig Trainer::checkpoint_config(const std::string& path) {
 
 Trainer::Trainer(TrainConfig config, const std::string& resume)
     : config_(std::move(config)), device_(config_.device) {
+  if (st::distributed::is_initialized()) {
+    rank_ = st::distributed::get_rank();
+    world_size_ = st::distributed::get_world_size();
+    ST_CHECK(config_.batch % world_size_ == 0, ValueError, "[spiraltorch-train] --batch ",
+             config_.batch, " must divide among the ", world_size_, " ranks");
+    // The group's device: cpu for MPI, this rank's GPU for NCCL.
+    const st::Device group_device = st::distributed::device();
+    ST_CHECK(group_device.type == device_.type, DeviceError, "[spiraltorch-train] --device ",
+             config_.device, " in a '", st::distributed::get_backend(),
+             "' process group, which takes tensors on ", group_device);
+    device_ = group_device;
+  }
   st::SafetensorsFile checkpoint;
   if (!resume.empty()) checkpoint = read_checkpoint(resume);
   check_config(config_);
@@ -162,6 +174,18 @@ Trainer::Trainer(TrainConfig config, const std::string& resume)
   schedule_ = std::make_unique<st::optim::WarmupCosineLR>(*optimizer_, config_.warmup,
                                                           config_.steps, config_.min_lr);
   if (!resume.empty()) load_checkpoint(resume);
+  if (st::distributed::is_initialized()) {
+    const st::nn::NamedTensors named = model_->named_parameters();
+    std::vector<Tensor> tensors;
+    std::vector<std::string> names;
+    for (const auto& [name, t] : named) {
+      names.push_back(name);
+      tensors.push_back(t);
+    }
+    st::distributed::broadcast_parameters(tensors, names);
+    reducer_ =
+        std::make_unique<st::distributed::GradientReducer>(model_->parameters(), 25 * 1024 * 1024);
+  }
 }
 
 std::pair<Tensor, Tensor> Trainer::batch(int64_t index, bool held_out) const {
@@ -180,9 +204,29 @@ std::pair<Tensor, Tensor> Trainer::batch(int64_t index, bool held_out) const {
 }
 
 Tensor Trainer::batch_loss(int64_t index, bool held_out) const {
-  const auto [x, y] = batch(index, held_out);
+  auto [x, y] = batch(index, held_out);
+  if (world_size_ > 1) {  // this rank's rows of the batch
+    const int64_t rows = config_.batch / world_size_;
+    x = x.narrow(0, rank_ * rows, rows);
+    y = y.narrow(0, rank_ * rows * config_.context, rows * config_.context);
+  }
   const Tensor logits = model_->forward(x);
   return st::cross_entropy(logits.view({-1, logits.shape()[2]}), y);
+}
+
+float Trainer::mean_over_ranks(const Tensor& loss) const {
+  if (world_size_ == 1) return loss.item<float>();
+  const Tensor mean = loss.detach().to(st::DType::Float32).reshape({1}).clone();
+  st::distributed::all_reduce(mean, st::distributed::ReduceOp::Avg);
+  return mean.item<float>();
+}
+
+bool Trainer::stop_requested(const std::atomic<bool>& stop) const {
+  if (world_size_ == 1) return stop.load();
+  // Signals reach the ranks at different moments; they must stop after the same step.
+  const Tensor flag = st::full({1}, stop.load() ? 1 : 0, {st::DType::Int32, device_});
+  st::distributed::all_reduce(flag, st::distributed::ReduceOp::Max);
+  return flag.item<int>() != 0;
 }
 
 bool Trainer::train(const std::atomic<bool>& stop,
@@ -196,7 +240,7 @@ bool Trainer::train(const std::atomic<bool>& stop,
   }
   model_->train();
   while (step_ < config_.steps) {
-    if (stop.load()) {
+    if (stop_requested(stop)) {
       save_checkpoint();
       return false;
     }
@@ -206,7 +250,7 @@ bool Trainer::train(const std::atomic<bool>& stop,
     loss.backward();
     st::optim::clip_grad_norm_(params, config_.grad_clip);
     optimizer_->step();
-    history_.train.push_back(loss.item<float>());
+    history_.train.push_back(mean_over_ranks(loss));
     ++step_;
     if (step_ % config_.eval_every == 0 || step_ == config_.steps) {
       history_.eval_step.push_back(step_);
@@ -230,7 +274,7 @@ float Trainer::evaluate() {
   model_->eval();
   double total = 0;
   for (int64_t i = 0; i < config_.eval_batches; ++i) {
-    total += batch_loss(i, true).item<double>();
+    total += mean_over_ranks(batch_loss(i, true));
   }
   model_->train();
   return static_cast<float>(total / static_cast<double>(config_.eval_batches));
@@ -252,8 +296,9 @@ std::string Trainer::save_checkpoint() const {
                                                     {"step", std::to_string(step_)},
                                                     {"rng_seed", std::to_string(rng.seed)},
                                                     {"rng_offset", std::to_string(rng.offset)}};
-  std::filesystem::create_directories(config_.out_dir);
   const std::string path = (std::filesystem::path(config_.out_dir) / "checkpoint.safetensors");
+  if (rank_ != 0) return path;  // the ranks hold the same state: rank 0 writes it
+  std::filesystem::create_directories(config_.out_dir);
   st::save_safetensors(path, tensors, metadata);
   return path;
 }

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include <spiraltorch/distributed.h>
 #include <spiraltorch/optim.h>
 
 #include <memory>
@@ -73,6 +74,11 @@ struct StepReport {
   double tokens_per_second, eta_seconds;
 };
 
+// In a process group (st::distributed initialized, e.g. under mpirun), every rank trains the same
+// model on its share of each batch (batch / world_size sequences, by rank), the gradients are
+// averaged over the ranks during backward, and reported losses are the ranks' mean: the run
+// computes what one process would on the whole batch, up to rounding. Only rank 0 writes
+// checkpoints; every rank resumes from the same one.
 class Trainer {
  public:
   // A new run; or, with `resume`, the run saved in that checkpoint, continued with `config`
@@ -95,6 +101,8 @@ class Trainer {
   std::string plot_losses() const;
 
   int64_t step() const { return step_; }
+  int rank() const { return rank_; }
+  int world_size() const { return world_size_; }
   const LossHistory& history() const { return history_; }
   const TrainConfig& config() const { return config_; }
   const CharCorpus& corpus() const { return corpus_; }
@@ -104,8 +112,12 @@ class Trainer {
   // Inputs and next-token targets [batch, context] of training step `step`, or of held-out batch
   // `index` when `held_out`.
   std::pair<st::Tensor, st::Tensor> batch(int64_t index, bool held_out) const;
-  // The model's mean next-character loss on that batch.
+  // The model's mean next-character loss on that batch (on this rank's rows of it).
   st::Tensor batch_loss(int64_t index, bool held_out) const;
+  // A loss of this rank's rows as the mean over the ranks (equal shares: the whole batch's mean).
+  float mean_over_ranks(const st::Tensor& loss) const;
+  // Whether `stop` was raised on any rank.
+  bool stop_requested(const std::atomic<bool>& stop) const;
   void load_checkpoint(const std::string& path);
 
   TrainConfig config_;
@@ -116,6 +128,8 @@ class Trainer {
   std::unique_ptr<st::optim::WarmupCosineLR> schedule_;
   int64_t step_ = 0;
   LossHistory history_;
+  int rank_ = 0, world_size_ = 1;
+  std::unique_ptr<st::distributed::GradientReducer> reducer_;  // in a process group only
 };
 
 }  // namespace st_train

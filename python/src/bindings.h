@@ -119,5 +119,6 @@ void init_nn(nb::module_& m);
 void init_serialize(nb::module_& m);
 void init_cuda(nb::module_& m);
 void init_optim(nb::module_& m);
+void init_distributed(nb::module_& m);
 
 }  // namespace st::python

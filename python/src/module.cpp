@@ -13,4 +13,5 @@ NB_MODULE(_C, m) {
   st::python::init_serialize(m);
   st::python::init_cuda(m);
   st::python::init_optim(m);
+  st::python::init_distributed(m);
 }

@@ -2,7 +2,10 @@
 // (tensor layout and device here, agreement across ranks through a signature exchange) and the
 // dispatch to the MPI or NCCL group.
 
+#include <dlfcn.h>
+
 #include <cstdlib>
+#include <filesystem>
 #include <string_view>
 #include <thread>
 
@@ -19,19 +22,41 @@ std::unique_ptr<detail::ProcessGroup>& group_slot() {
 
 namespace detail {
 
-#ifndef ST_HAVE_MPI
-std::unique_ptr<ProcessGroup> make_mpi_group(const InitOptions&) {
-  throw NotImplementedError(
-      "[init_process_group] backend 'mpi': this build has no MPI (install libopenmpi-dev and "
-      "reconfigure)");
+namespace {
+
+// Loads libspiraltorch_mpi.so from the folder this library was loaded from, once. RTLD_GLOBAL:
+// Open MPI's own plugins look for libmpi's symbols globally.
+const MpiModule& mpi_module(const char* op) {
+  static const auto loaded = []() -> std::pair<const MpiModule*, std::string> {
+    Dl_info info{};
+    std::filesystem::path dir;
+    if (dladdr(reinterpret_cast<void*>(&launched_by_mpi), &info) != 0 && info.dli_fname != nullptr)
+      dir = std::filesystem::path(info.dli_fname).parent_path();
+    const std::string path = (dir / "libspiraltorch_mpi.so").string();
+    void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
+    if (handle == nullptr) return {nullptr, dlerror()};
+    using Entry = const MpiModule* (*)();
+    const auto entry = reinterpret_cast<Entry>(dlsym(handle, "st_distributed_mpi_module"));
+    if (entry == nullptr) return {nullptr, path + " lacks st_distributed_mpi_module"};
+    return {entry(), {}};
+  }();
+  ST_CHECK(loaded.first != nullptr, NotImplementedError, "[", op,
+           "] the MPI transport could not be loaded (", loaded.second,
+           "); it is built when MPI is found (Debian: libopenmpi-dev)");
+  return *loaded.first;
 }
-void mpi_world(int&, int&, int&) {
-  throw NotImplementedError("[init_process_group] launched by mpirun, but this build has no MPI");
+
+}  // namespace
+
+std::unique_ptr<ProcessGroup> make_mpi_group(const InitOptions& options) {
+  return mpi_module("init_process_group").make_group(options);
 }
-void mpi_broadcast_bytes(void*, size_t, int, std::chrono::milliseconds) {
-  throw NotImplementedError("[init_process_group] this build has no MPI");
+void mpi_world(int& rank, int& world_size, int& local_rank) {
+  mpi_module("init_process_group").world(rank, world_size, local_rank);
 }
-#endif
+void mpi_broadcast_bytes(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
+  mpi_module("init_process_group").broadcast_bytes(data, bytes, root, timeout);
+}
 #ifndef ST_HAVE_NCCL
 std::unique_ptr<ProcessGroup> make_nccl_group(const InitOptions&) {
   throw NotImplementedError(

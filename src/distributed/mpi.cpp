@@ -139,7 +139,12 @@ class MpiGroup final : public ProcessGroup {
     timeout = options.timeout;
     check_signatures = options.check_signatures;
   }
-  ~MpiGroup() override { MPI_Comm_free(&comm_); }
+  ~MpiGroup() override {
+    // A group still alive at exit may outlive MPI, which the exit handler finalized first.
+    int finalized = 0;
+    MPI_Finalized(&finalized);
+    if (!finalized) MPI_Comm_free(&comm_);
+  }
 
   std::string backend() const override { return "mpi"; }
 
@@ -222,13 +227,11 @@ class MpiGroup final : public ProcessGroup {
   MPI_Comm comm_ = MPI_COMM_NULL;
 };
 
-}  // namespace
-
-std::unique_ptr<ProcessGroup> make_mpi_group(const InitOptions& options) {
+std::unique_ptr<ProcessGroup> make_group(const InitOptions& options) {
   return std::make_unique<MpiGroup>(options);
 }
 
-void mpi_world(int& rank, int& world_size, int& local_rank) {
+void world(int& rank, int& world_size, int& local_rank) {
   ensure_mpi();
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
   MPI_Comm_size(MPI_COMM_WORLD, &world_size);
@@ -238,14 +241,23 @@ void mpi_world(int& rank, int& world_size, int& local_rank) {
   MPI_Comm_free(&node);
 }
 
-void mpi_broadcast_bytes(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
+void broadcast_bytes(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
   MPI_Request request;
   check_mpi(MPI_Ibcast(data, static_cast<int>(bytes), MPI_BYTE, root, MPI_COMM_WORLD, &request),
             "MPI_Ibcast", "init_process_group");
-  int rank = 0, world = 1;
+  int rank = 0, size = 1;
   MPI_Comm_rank(MPI_COMM_WORLD, &rank);
-  MPI_Comm_size(MPI_COMM_WORLD, &world);
-  MpiWork("init_process_group", request, nullptr, {}, timeout, rank, world).wait();
+  MPI_Comm_size(MPI_COMM_WORLD, &size);
+  MpiWork("init_process_group", request, nullptr, {}, timeout, rank, size).wait();
 }
 
+}  // namespace
+
 }  // namespace st::distributed::detail
+
+extern "C" __attribute__((visibility("default"))) const st::distributed::detail::MpiModule*
+st_distributed_mpi_module() {
+  using namespace st::distributed::detail;
+  static const MpiModule module{make_group, world, broadcast_bytes};
+  return &module;
+}

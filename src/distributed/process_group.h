@@ -45,8 +45,20 @@ bool launched_by_mpi();
 void mpi_world(int& rank, int& world_size, int& local_rank);
 void mpi_broadcast_bytes(void* data, size_t bytes, int root, std::chrono::milliseconds timeout);
 
+// The MPI transport is a module of its own (libspiraltorch_mpi.so, beside the library), loaded on
+// first use: the library loads on machines without MPI, and the module uses the system's MPI, the
+// one mpirun belongs to (a wheel must not carry a copy: Open MPI's plugins load the system's).
+struct MpiModule {
+  std::unique_ptr<ProcessGroup> (*make_group)(const InitOptions& options);
+  void (*world)(int& rank, int& world_size, int& local_rank);
+  void (*broadcast_bytes)(void* data, size_t bytes, int root, std::chrono::milliseconds timeout);
+};
+
 // Polls `done` until it returns true; TimeoutError naming `op` once `timeout` has passed.
 void poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
                 const char* op, int rank, int world_size);
 
 }  // namespace st::distributed::detail
+
+// The module's one exported symbol.
+extern "C" const st::distributed::detail::MpiModule* st_distributed_mpi_module();

@@ -7,6 +7,7 @@ can be held by Python modules and containers (``Sequential``, ``ModuleList``).""
 
 from .. import _C
 from . import functional  # noqa: F401
+from . import parallel  # noqa: F401,E402
 from .module import Module, ModuleList, Parameter, Sequential  # noqa: F401
 
 Linear = _C.nn.Linear
