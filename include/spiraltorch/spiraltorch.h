@@ -1,6 +1,7 @@
 #pragma once
 // The whole C++ API.
 
+#include "spiraltorch/autocast.h"
 #include "spiraltorch/autograd.h"
 #include "spiraltorch/device.h"
 #include "spiraltorch/dtype.h"

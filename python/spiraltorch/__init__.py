@@ -86,6 +86,7 @@ from ._C import (  # noqa: F401
 )
 from ._size import Size
 from .autograd import backward, enable_grad, no_grad, set_grad_enabled  # noqa: F401
+from .amp import autocast, get_autocast_dtype, is_autocast_enabled  # noqa: F401
 
 float32 = dtype.float32
 float64 = dtype.float64

@@ -1,5 +1,5 @@
-// Grad mode (the C++ switch under st.no_grad / st.enable_grad), backward over several roots, and
-// the objects Tensor.grad_fn returns.
+// Grad mode (the C++ switch under st.no_grad / st.enable_grad), the autocast state under
+// st.autocast, backward over several roots, and the objects Tensor.grad_fn returns.
 
 #include <memory>
 
@@ -31,6 +31,24 @@ void init_autograd(nb::module_& m) {
   m.def("is_grad_enabled", &is_grad_enabled,
         "Whether ops record the autograd graph on this thread.");
   m.def("_set_grad_enabled", &set_grad_enabled, nb::arg("enabled"));
+  // Autocast, per device type given as "cpu", "cuda" or "vulkan" (or a device such as "cuda:0").
+  const auto type_of = [](std::string_view device_type) { return Device(device_type).type; };
+  m.def(
+      "is_autocast_enabled",
+      [type_of](std::string_view device_type) { return is_autocast_enabled(type_of(device_type)); },
+      nb::arg("device_type") = "cuda", "Whether an autocast scope is on for the device type.");
+  m.def(
+      "get_autocast_dtype",
+      [type_of](std::string_view device_type) { return get_autocast_dtype(type_of(device_type)); },
+      nb::arg("device_type") = "cuda", "The dtype autocast computes GEMMs in for the device type.");
+  m.def(
+      "_set_autocast_state",
+      [type_of](std::string_view device_type, bool enabled, DType dtype) {
+        const DeviceType type = type_of(device_type);
+        set_autocast_dtype(type, dtype);
+        set_autocast_enabled(type, enabled);
+      },
+      nb::arg("device_type"), nb::arg("enabled"), nb::arg("dtype"));
   m.def(
       "_backward",
       [](const std::vector<Tensor>& roots, const std::vector<std::optional<Tensor>>& gradients,

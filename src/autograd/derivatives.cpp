@@ -283,6 +283,20 @@ void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
          {x, weight, pre_activation});
 }
 
+void record_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                      const Tensor& logsumexp, double scale, bool causal) {
+  if (!needs_grad({q, k, v})) return;
+  const Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), y = out.detach();
+  record("ScaledDotProductFlashAttentionBackward", {q, k, v}, {out},
+         [qd, kd, vd, y, logsumexp, scale, causal](const Grads& g, auto&) {
+           Grads grads{ops::new_like(qd), ops::new_like(kd), ops::new_like(vd)};
+           ops::backend_of(qd).attention_backward(grads[0], grads[1], grads[2], g[0].contiguous(),
+                                                  qd, kd, vd, y, logsumexp, scale, causal);
+           return grads;
+         },
+         {qd, kd, vd, y, logsumexp});
+}
+
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale) {
   if (!needs_grad({x})) return;
   const Tensor y = out.detach();

@@ -31,6 +31,10 @@ void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
 // out = softmax(scale * x) along dim (a causal mask needs no rule of its own: masked outputs are
 // 0).
 void record_softmax(const Tensor& x, const Tensor& out, int64_t dim, bool log, double scale);
+// out = softmax(scale * q k^T) v by the backend's fused attention_forward, which saved logsumexp;
+// the backward is the backend's attention_backward.
+void record_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& out,
+                      const Tensor& logsumexp, double scale, bool causal);
 // out = x * mask.
 void record_dropout(const Tensor& x, const Tensor& mask, const Tensor& out);
 void record_layer_norm(const Tensor& x, const Tensor& weight, const Tensor& bias, const Tensor& out,

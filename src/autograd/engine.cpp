@@ -6,6 +6,7 @@
 #include <utility>
 
 #include "autograd/node.h"
+#include "ops/autocast.h"
 #include "spiraltorch/autograd.h"
 #include "spiraltorch/ops.h"
 
@@ -179,6 +180,8 @@ void run_backward(const std::vector<Tensor>& roots, const std::vector<Tensor>& r
     std::vector<std::function<void()>>* outer;
     ~RestoreCallbacks() { backward_callbacks = outer; }
   } restore{outer_callbacks};
+  // Each backward op works in the dtype its forward op used, also under an autocast scope.
+  ops::AutocastSuspend no_autocast;
 
   // Incoming-edge counts of every node reachable from the roots.
   std::unordered_map<Node*, int> dependencies;

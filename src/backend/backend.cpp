@@ -68,6 +68,15 @@ void Backend::reduce(ReduceOp, const Tensor&, const Tensor&, const std::vector<i
 void Backend::arg_reduce(ArgReduceOp, const Tensor&, const Tensor&, const Tensor&, int64_t) {
   not_implemented("arg_reduce");
 }
+bool Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                const Tensor&, double, bool) {
+  return false;
+}
+void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+                                 const Tensor&, double, bool) {
+  not_implemented("attention_backward");
+}
 void Backend::matmul(const Tensor&, const Tensor&, const Tensor&, double, double) {
   not_implemented("matmul");
 }

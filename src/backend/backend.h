@@ -151,6 +151,22 @@ class Backend {
   // scale * (grad_out - exp(y) * sum(grad_out)).
   virtual void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out,
                                 bool log, double scale);
+  // Fused attention (flash attention): out = softmax(scale * q k^T) v without the [L, S] scores in
+  // memory. q [B, H, L, E], k and v [B, H, S, E], one float dtype, each with unit stride along E
+  // (other strides arbitrary); out [B, H, L, E] contiguous; logsumexp [B, H, L] f32 (f64 for f64)
+  // contiguous: each row's log-sum-exp of the scaled scores, saved for the backward. causal masks
+  // key j > query i (top-left aligned). Returns false, writing nothing, when the backend has no
+  // kernel for these operands (dtype, E, device); the front-end then composes matmul and softmax.
+  // The default returns false.
+  virtual bool attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
+                                 const Tensor& k, const Tensor& v, double scale, bool causal);
+  // The gradients of attention_forward, given grad_out [B, H, L, E] contiguous and the forward's
+  // out and logsumexp: grad_q, grad_k, grad_v contiguous with q's, k's and v's shapes, written.
+  // Called only for operands whose attention_forward returned true.
+  virtual void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
+                                  const Tensor& grad_out, const Tensor& q, const Tensor& k,
+                                  const Tensor& v, const Tensor& out, const Tensor& logsumexp,
+                                  double scale, bool causal);
   // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined; mean/rstd [rows] in
   // the statistics dtype: f64 for f64 input, f32 otherwise.
   virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,

@@ -2,6 +2,7 @@
 // linear, one GEMM over all leading dims with its bias and activation (the backend's linear).
 
 #include "autograd/derivatives.h"
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace st {
@@ -64,6 +65,8 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
 }  // namespace
 
 Tensor matmul(const Tensor& a, const Tensor& b) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::LowerPrecision, {&a, &b}))
+    return matmul((*cast)[0], (*cast)[1]);
   ops::check_defined("matmul", {&a, &b});
   ops::check_same_device("matmul", {&a, &b});
   ST_CHECK(a.dim() > 0 && b.dim() > 0, ShapeError,
@@ -84,6 +87,8 @@ Tensor matmul(const Tensor& a, const Tensor& b) {
 
 Tensor linear(const Tensor& input, const Tensor& weight, const Tensor& bias,
               LinearActivation activation) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::LowerPrecision, {&input, &weight, &bias}))
+    return linear((*cast)[0], (*cast)[1], (*cast)[2], activation);
   ops::check_defined("linear", {&input, &weight});
   ops::check_same_device("linear", {&input, &weight, &bias});
   ops::check_floating("linear", input);

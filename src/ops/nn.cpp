@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "autograd/derivatives.h"
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace st {
@@ -25,13 +26,42 @@ Tensor softmax_impl(const Tensor& x, int64_t dim, bool log, double scale = 1,
   return out;
 }
 
+// The backend's fused attention for q, k, v [B, H, T, E] of one shape but for T; undefined when the
+// operands do not suit it or the backend has no kernel for them.
+Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool causal,
+                       double scale) {
+  if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() ||
+      q.shape()[0] != k.shape()[0] || q.shape()[1] != k.shape()[1] ||
+      q.shape()[3] != k.shape()[3] || q.numel() == 0 || k.numel() == 0)
+    return {};
+  // The kernels read rows of E with unit stride; other strides are free.
+  const auto rows_dense = [](const Tensor& t) { return t.strides()[3] == 1 ? t : t.contiguous(); };
+  const Tensor qd = rows_dense(q), kd = rows_dense(k), vd = rows_dense(v);
+  Tensor out = ops::new_like(qd);
+  Tensor logsumexp = ops::new_tensor({q.shape()[0], q.shape()[1], q.shape()[2]},
+                                     ops::statistics_type(q.dtype()), q.device());
+  if (!ops::backend_of(q).attention_forward(out, logsumexp, qd, kd, vd, scale, causal)) return {};
+  autograd::record_attention(qd, kd, vd, out, logsumexp, scale, causal);
+  return out;
+}
+
 }  // namespace
 
-Tensor softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, false); }
-Tensor log_softmax(const Tensor& x, int64_t dim) { return softmax_impl(x, dim, true); }
+Tensor softmax(const Tensor& x, int64_t dim) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x}))
+    return softmax((*cast)[0], dim);
+  return softmax_impl(x, dim, false);
+}
+Tensor log_softmax(const Tensor& x, int64_t dim) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x}))
+    return log_softmax((*cast)[0], dim);
+  return softmax_impl(x, dim, true);
+}
 
 Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tensor& v,
                                     bool is_causal, std::optional<double> scale) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::LowerPrecision, {&q, &k, &v}))
+    return scaled_dot_product_attention((*cast)[0], (*cast)[1], (*cast)[2], is_causal, scale);
   constexpr const char* op = "scaled_dot_product_attention";
   ops::check_defined(op, {&q, &k, &v});
   ops::check_same_device(op, {&q, &k, &v});
@@ -47,6 +77,7 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
            v.dtype());
   const int64_t queries = q.shape()[q.dim() - 2];
   const double s = scale.value_or(1.0 / std::sqrt(static_cast<double>(q.shape().back())));
+  if (Tensor out = fused_attention(q, k, v, is_causal, s); out.defined()) return out;
   const Tensor scores = matmul(q, k.transpose(-1, -2));
   const Tensor weights = softmax_impl(scores, -1, false, s, is_causal ? queries : 0);
   return matmul(weights, v);
@@ -54,6 +85,8 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
 
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
                   const Tensor& bias, double eps) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x, &weight, &bias}))
+    return layer_norm((*cast)[0], normalized_shape, (*cast)[1], (*cast)[2], eps);
   ops::check_defined("layer_norm", {&x});
   ops::check_same_device("layer_norm", {&x, &weight, &bias});
   ops::check_floating("layer_norm", x);
@@ -117,6 +150,8 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                      Reduction reduction) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&logits}))
+    return cross_entropy((*cast)[0], target, ignore_index, reduction);
   ops::check_defined("cross_entropy", {&logits, &target});
   ops::check_same_device("cross_entropy", {&logits, &target});
   ops::check_floating("cross_entropy", logits, "logits tensor");

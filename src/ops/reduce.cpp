@@ -1,6 +1,7 @@
 // Reductions over any set of dims, with keepdim.
 
 #include "autograd/derivatives.h"
+#include "ops/autocast.h"
 #include "ops/op_utils.h"
 
 namespace st {
@@ -73,9 +74,13 @@ std::tuple<Tensor, Tensor> extreme_dim(ArgReduceOp op, const char* name, const T
 }  // namespace
 
 Tensor sum(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x}))
+    return sum((*cast)[0], dims, keepdim);
   return reduce(ReduceOp::Sum, "sum", x, dims, keepdim);
 }
 Tensor mean(const Tensor& x, const Shape& dims, bool keepdim) {
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x}))
+    return mean((*cast)[0], dims, keepdim);
   return reduce(ReduceOp::Mean, "mean", x, dims, keepdim);
 }
 

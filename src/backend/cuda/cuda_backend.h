@@ -3,9 +3,9 @@
 // stream, in order, so the host waits only where it reads values (copy_to_host, the index checks
 // of embedding and cross_entropy). Kernels by family: copy.cu (copy, fill, arange, where),
 // unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
-// sum_of_squares), softmax.cu (softmax and cross_entropy), norm.cu, embedding.cu, optim.cu, and the
-// GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear epilogues), gemm_tiled.cu,
-// gemm_tensorcore.cu. Memory, streams, events and copies: runtime.cpp.
+// sum_of_squares), softmax.cu (softmax and cross_entropy), attention.cu (flash attention), norm.cu,
+// embedding.cu, optim.cu, and the GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear
+// epilogues), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams, events and copies: runtime.cpp.
 
 #include <cuda_runtime.h>
 
@@ -83,6 +83,14 @@ class CudaBackend final : public Backend {
                int64_t causal_rows) override;
   void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log,
                         double scale) override;
+  // Flash attention (attention.cu): f16/bf16 on tensor cores, f64 on plain kernels; false for f32
+  // and head dims other than 32, 64 and 128.
+  bool attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
+                         const Tensor& k, const Tensor& v, double scale, bool causal) override;
+  void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
+                          const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
+                          const Tensor& out, const Tensor& logsumexp, double scale,
+                          bool causal) override;
   void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                   const Tensor& weight, const Tensor& bias, double eps) override;
   void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight, const Tensor& grad_bias,
