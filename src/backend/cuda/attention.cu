@@ -82,10 +82,6 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
   }
 }
 
-__device__ __forceinline__ unsigned load_pair(const void* p) {
-  return *reinterpret_cast<const unsigned*>(p);
-}
-
 // Shared tiles are kRows x E, rows padded by 8 elements (16 bytes) so that the eight rows a
 // fragment load touches fall in distinct banks.
 template <int E>
@@ -93,26 +89,28 @@ constexpr int kLd = E + 8;
 
 // Fragment layouts of m16n8k16 (lane = 4 g + c): A (16 x 16, row-major) holds rows g and g + 8,
 // columns 2c, 2c + 1 and those + 8; B (16 x 8) columns g, rows 2c, 2c + 1 and those + 8; the
-// accumulator rows g and g + 8, columns 2c and 2c + 1.
-//
+// accumulator rows g and g + 8, columns 2c and 2c + 1. ldmatrix hands out four 8 x 8 matrices in
+// that layout, from the rows whose addresses lanes 0-7, 8-15, 16-23 and 24-31 give.
+__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
+  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(addr));
+}
+
 // The A fragment of the 16 x 16 block of a row-major tile at (row0, col0).
 template <typename T, int E>
 __device__ __forceinline__ void load_a(unsigned (&a)[4], const T* tile, int row0, int col0,
                                        int lane) {
-  const T* p = tile + (row0 + lane / 4) * kLd<E> + col0 + 2 * (lane % 4);
-  a[0] = load_pair(p);
-  a[1] = load_pair(p + 8 * kLd<E>);
-  a[2] = load_pair(p + 8);
-  a[3] = load_pair(p + 8 * kLd<E> + 8);
+  ldmatrix_x4(a, tile + (row0 + lane % 16) * kLd<E> + col0 + (lane / 16) * 8);
 }
 
-// The B fragment of B[k][n] = tile[n0 + n][k0 + k]: the tile holds B transposed (rows along n).
+// The B fragments of two n8 tiles of B[k][n] = tile[n0 + n][k0 + k], the tile holding B
+// transposed (rows along n): b[0], b[1] for columns n0..n0+7, b[2], b[3] for n0+8..n0+15.
 template <typename T, int E>
-__device__ __forceinline__ void load_b_rows_n(unsigned& b0, unsigned& b1, const T* tile, int n0,
-                                              int k0, int lane) {
-  const T* p = tile + (n0 + lane / 4) * kLd<E> + k0 + 2 * (lane % 4);
-  b0 = load_pair(p);
-  b1 = load_pair(p + 8);
+__device__ __forceinline__ void load_b_rows_n(unsigned (&b)[4], const T* tile, int n0, int k0,
+                                              int lane) {
+  ldmatrix_x4(b, tile + (n0 + (lane / 16) * 8 + lane % 8) * kLd<E> + k0 + ((lane / 8) % 2) * 8);
 }
 
 // The B fragments of two n8 tiles of B[k][n] = tile[k0 + k][n0 + n] (rows along k), by ldmatrix
@@ -218,10 +216,11 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int kk = 0; kk < E / 16; ++kk) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        unsigned b0, b1;
-        load_b_rows_n<T, E>(b0, b1, sk, nt * 8, kk * 16, lane);
-        mma<T>(s[nt], qf[kk], b0, b1);
+      for (int np = 0; np < 4; ++np) {
+        unsigned b[4];
+        load_b_rows_n<T, E>(b, sk, np * 16, kk * 16, lane);
+        mma<T>(s[2 * np], qf[kk], b[0], b[1]);
+        mma<T>(s[2 * np + 1], qf[kk], b[2], b[3]);
       }
     }
     __syncthreads();  // every warp is done with K: the next one may land
@@ -230,7 +229,9 @@ __global__ void __launch_bounds__(kThreads)
       cp_async_commit();
     }
 
-    // Online softmax in the log2 domain: masked scores are -inf.
+    // Online softmax in the log2 domain: masked scores are -inf. Only the steps that reach the
+    // end of the keys or the diagonal look at the mask.
+    const bool edge = (step + 1) * kRows > S || (causal && (step + 1) * kRows - 1 > q0);
     float row_max[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -238,7 +239,7 @@ __global__ void __launch_bounds__(kThreads)
       for (int e = 0; e < 4; ++e) {
         const int col = step * kRows + nt * 8 + 2 * (lane % 4) + (e & 1);
         const int row = row_lo + (e >> 1) * 8;
-        const bool masked = col >= S || (causal && col > row);
+        const bool masked = edge && (col >= S || (causal && col > row));
         s[nt][e] = masked ? -INFINITY : s[nt][e] * scale_log2;
         row_max[e >> 1] = fmaxf(row_max[e >> 1], s[nt][e]);
       }
@@ -323,16 +324,20 @@ __global__ void attention_delta_kernel(const T* grad_out, const T* out, A* delta
   }
 }
 
+// Three blocks per multiprocessor for E <= 64: registers capped at 168 a thread (from about 175).
+template <int E>
+constexpr int kBackwardBlocksPerSm = E <= 64 ? 3 : 1;
+
 template <typename T, int E>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
     flash_backward_dq_kernel(Operand<T> q, Operand<T> k, Operand<T> v, const T* grad_out,
                              const float* logsumexp, const float* delta, T* grad_q, int H, int L,
                              int S, float scale, bool causal) {
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kTile = kRows * kLd<E>;
+  // Q, dO, then K and V twice: the next step's pair lands while this one is used.
   T* sq = reinterpret_cast<T*>(smem);
-  T* sdo = sq + kRows * kLd<E>;
-  T* sk = sdo + kRows * kLd<E>;
-  T* sv = sk + kRows * kLd<E>;
+  T* sdo = sq + kTile;
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int qb = causal ? gridDim.x - 1 - blockIdx.x : blockIdx.x;
   const int q0 = qb * kRows, b = blockIdx.y / H, h = blockIdx.y % H;
@@ -344,8 +349,8 @@ __global__ void __launch_bounds__(kThreads)
 
   load_tile<T, E>(sq, q.rows(b, h), q.st, q0, L);
   load_tile<T, E>(sdo, grad_out + bh * L * E, E, q0, L);
-  load_tile<T, E>(sk, kp, k.st, 0, S);
-  load_tile<T, E>(sv, vp, v.st, 0, S);
+  load_tile<T, E>(sdo + kTile, kp, k.st, 0, S);
+  load_tile<T, E>(sdo + 2 * kTile, vp, v.st, 0, S);
   cp_async_commit();
 
   const int row_lo = q0 + warp * 16 + lane / 4;
@@ -360,7 +365,17 @@ __global__ void __launch_bounds__(kThreads)
   float dq[E / 8][4] = {};
 
   for (int step = 0; step < steps; ++step) {
-    cp_async_wait<0>();
+    const T* sk = sdo + (1 + 2 * (step & 1)) * kTile;
+    const T* sv = sk + kTile;
+    if (step + 1 < steps) {
+      T* next = sdo + (1 + 2 * ((step + 1) & 1)) * kTile;
+      load_tile<T, E>(next, kp, k.st, (step + 1) * kRows, S);
+      load_tile<T, E>(next + kTile, vp, v.st, (step + 1) * kRows, S);
+      cp_async_commit();
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
+    }
     __syncthreads();
     if (step == 0) {
 #pragma unroll
@@ -373,22 +388,26 @@ __global__ void __launch_bounds__(kThreads)
 #pragma unroll
     for (int kk = 0; kk < E / 16; ++kk) {
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        unsigned b0, b1;
-        load_b_rows_n<T, E>(b0, b1, sk, nt * 8, kk * 16, lane);
-        mma<T>(p[nt], qf[kk], b0, b1);
-        load_b_rows_n<T, E>(b0, b1, sv, nt * 8, kk * 16, lane);
-        mma<T>(dp[nt], dof[kk], b0, b1);
+      for (int np = 0; np < 4; ++np) {
+        unsigned b[4];
+        load_b_rows_n<T, E>(b, sk, np * 16, kk * 16, lane);
+        mma<T>(p[2 * np], qf[kk], b[0], b[1]);
+        mma<T>(p[2 * np + 1], qf[kk], b[2], b[3]);
+        load_b_rows_n<T, E>(b, sv, np * 16, kk * 16, lane);
+        mma<T>(dp[2 * np], dof[kk], b[0], b[1]);
+        mma<T>(dp[2 * np + 1], dof[kk], b[2], b[3]);
       }
     }
     // dS = P (dP - delta), P recomputed from the saved log-sum-exp; masked entries are 0.
+    const bool edge =
+        (step + 1) * kRows > S || q0 + kRows > L || (causal && (step + 1) * kRows - 1 > q0);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int col = step * kRows + nt * 8 + 2 * (lane % 4) + (e & 1);
         const int row = row_lo + (e >> 1) * 8;
-        const bool masked = col >= S || row >= L || (causal && col > row);
+        const bool masked = edge && (col >= S || row >= L || (causal && col > row));
         const float prob = masked ? 0.f : exp2f(p[nt][e] * scale_log2 - lse2[e >> 1]);
         p[nt][e] = prob * (dp[nt][e] - dl[e >> 1]);
       }
@@ -405,28 +424,23 @@ __global__ void __launch_bounds__(kThreads)
         mma<T>(dq[2 * dt + 1], a, bk[2], bk[3]);
       }
     }
-    __syncthreads();  // every warp is done with K and V
-    if (step + 1 < steps) {
-      load_tile<T, E>(sk, kp, k.st, (step + 1) * kRows, S);
-      load_tile<T, E>(sv, vp, v.st, (step + 1) * kRows, S);
-      cp_async_commit();
-    }
+    __syncthreads();  // every warp is done with this K and V: the step after next reuses them
   }
   store_rows<T, E>(grad_q + bh * L * E, dq, q0 + warp * 16, L, scale, scale, lane);
 }
 
 template <typename T, int E>
-__global__ void __launch_bounds__(kThreads)
+__global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
     flash_backward_dkv_kernel(Operand<T> q, Operand<T> k, Operand<T> v, const T* grad_out,
                               const float* logsumexp, const float* delta, T* grad_k, T* grad_v,
                               int H, int L, int S, float scale, bool causal) {
   extern __shared__ __align__(16) unsigned char smem[];
+  constexpr int kTile = kRows * kLd<E>;
+  // K, V, then Q and dO twice, then the queries' log-sum-exp and delta twice: the next query
+  // block lands while this one is used.
   T* sk = reinterpret_cast<T*>(smem);
-  T* sv = sk + kRows * kLd<E>;
-  T* sq = sv + kRows * kLd<E>;
-  T* sdo = sq + kRows * kLd<E>;
-  float* slse = reinterpret_cast<float*>(sdo + kRows * kLd<E>);
-  float* sdelta = slse + kRows;
+  T* sv = sk + kTile;
+  float* stats = reinterpret_cast<float*>(sv + 5 * kTile);
   const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
   const int k0 = blockIdx.x * kRows, b = blockIdx.y / H, h = blockIdx.y % H;
   const int64_t bh = blockIdx.y;
@@ -437,24 +451,41 @@ __global__ void __launch_bounds__(kThreads)
   const int first = causal ? k0 / kRows : 0;
   const int last = (L + kRows - 1) / kRows;
 
+  // Starts loading query block qb into buffer `buf`.
+  const auto load_queries = [&](int qb, int buf) {
+    const int q0 = qb * kRows;
+    T* dst = sv + (1 + 2 * buf) * kTile;
+    load_tile<T, E>(dst, qp, q.st, q0, L);
+    load_tile<T, E>(dst + kTile, dop, E, q0, L);
+    cp_async_commit();
+    float* st = stats + 2 * kRows * buf;
+    for (int i = threadIdx.x; i < kRows; i += kThreads) {
+      const bool valid = q0 + i < L;
+      st[i] = valid ? logsumexp[bh * L + q0 + i] * kLog2e : 0.f;
+      st[kRows + i] = valid ? delta[bh * L + q0 + i] : 0.f;
+    }
+  };
+
   load_tile<T, E>(sk, k.rows(b, h), k.st, k0, S);
   load_tile<T, E>(sv, v.rows(b, h), v.st, k0, S);
   cp_async_commit();
+  if (first < last) load_queries(first, 0);
 
   const int key_lo = k0 + warp * 16 + lane / 4;
   float dk[E / 8][4] = {}, dv[E / 8][4] = {};
 
   for (int qb = first; qb < last; ++qb) {
-    const int q0 = qb * kRows;
-    load_tile<T, E>(sq, qp, q.st, q0, L);
-    load_tile<T, E>(sdo, dop, E, q0, L);
-    cp_async_commit();
-    for (int i = threadIdx.x; i < kRows; i += kThreads) {
-      const bool valid = q0 + i < L;
-      slse[i] = valid ? logsumexp[bh * L + q0 + i] * kLog2e : 0.f;
-      sdelta[i] = valid ? delta[bh * L + q0 + i] : 0.f;
+    const int q0 = qb * kRows, buf = (qb - first) & 1;
+    const T* sq = sv + (1 + 2 * buf) * kTile;
+    const T* sdo = sq + kTile;
+    const float* slse = stats + 2 * kRows * buf;
+    const float* sdelta = slse + kRows;
+    if (qb + 1 < last) {
+      load_queries(qb + 1, buf ^ 1);
+      cp_async_wait<1>();
+    } else {
+      cp_async_wait<0>();
     }
-    cp_async_wait<0>();
     __syncthreads();
 
     // P^T = exp(K Q^T * scale - lse[query]), masked entries 0.
@@ -464,19 +495,21 @@ __global__ void __launch_bounds__(kThreads)
       unsigned a[4];
       load_a<T, E>(a, sk, warp * 16, kk * 16, lane);
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        unsigned b0, b1;
-        load_b_rows_n<T, E>(b0, b1, sq, nt * 8, kk * 16, lane);
-        mma<T>(pt[nt], a, b0, b1);
+      for (int np = 0; np < 4; ++np) {
+        unsigned b[4];
+        load_b_rows_n<T, E>(b, sq, np * 16, kk * 16, lane);
+        mma<T>(pt[2 * np], a, b[0], b[1]);
+        mma<T>(pt[2 * np + 1], a, b[2], b[3]);
       }
     }
+    const bool edge = q0 + kRows > L || (causal && k0 + kRows - 1 > q0);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
       for (int e = 0; e < 4; ++e) {
         const int i = nt * 8 + 2 * (lane % 4) + (e & 1);  // query within the block
         const int key = key_lo + (e >> 1) * 8;
-        const bool masked = q0 + i >= L || (causal && key > q0 + i);
+        const bool masked = edge && (q0 + i >= L || (causal && key > q0 + i));
         pt[nt][e] = masked ? 0.f : exp2f(pt[nt][e] * scale_log2 - slse[i]);
       }
     }
@@ -500,10 +533,11 @@ __global__ void __launch_bounds__(kThreads)
       unsigned a[4];
       load_a<T, E>(a, sv, warp * 16, kk * 16, lane);
 #pragma unroll
-      for (int nt = 0; nt < 8; ++nt) {
-        unsigned b0, b1;
-        load_b_rows_n<T, E>(b0, b1, sdo, nt * 8, kk * 16, lane);
-        mma<T>(dst[nt], a, b0, b1);
+      for (int np = 0; np < 4; ++np) {
+        unsigned b[4];
+        load_b_rows_n<T, E>(b, sdo, np * 16, kk * 16, lane);
+        mma<T>(dst[2 * np], a, b[0], b[1]);
+        mma<T>(dst[2 * np + 1], a, b[2], b[3]);
       }
     }
 #pragma unroll
@@ -527,7 +561,7 @@ __global__ void __launch_bounds__(kThreads)
         mma<T>(dk[2 * dt + 1], a, bq[2], bq[3]);
       }
     }
-    __syncthreads();  // every warp is done with this query block
+    __syncthreads();  // every warp is done with this buffer: the block after next reuses it
   }
   store_rows<T, E>(grad_k + bh * S * E, dk, k0 + warp * 16, S, scale, scale, lane);
   store_rows<T, E>(grad_v + bh * S * E, dv, k0 + warp * 16, S, 1.f, 1.f, lane);
@@ -800,8 +834,8 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
     const auto f = [](const Tensor& t) { return static_cast<const float*>(t.data_ptr()); };
     dispatch_head_dim(E, [&](auto e) {
       constexpr int kE = decltype(e)::value;
-      constexpr size_t dq_bytes = 4 * tile_bytes<kE>();
-      constexpr size_t dkv_bytes = 4 * tile_bytes<kE>() + 2 * kRows * sizeof(float);
+      constexpr size_t dq_bytes = 6 * tile_bytes<kE>();
+      constexpr size_t dkv_bytes = 6 * tile_bytes<kE>() + 4 * kRows * sizeof(float);
       allow_shared_memory<flash_backward_dq_kernel<T, kE>>(dq_bytes, device);
       allow_shared_memory<flash_backward_dkv_kernel<T, kE>>(dkv_bytes, device);
       flash_backward_dq_kernel<T, kE>
