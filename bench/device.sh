@@ -9,6 +9,8 @@
 # test: the whole suite, then memcheck and racecheck on the CUDA tests; gemm: the CUDA tests with
 # ST_CUDA_GEMM=tiled and =tensorcore; bench: bench_cuda beside PyTorch (bench/torch_compare.py).
 #
+# vulkan: bench/device-vulkan.sh run (the Vulkan backend beside the CUDA backend and PyTorch).
+#
 # Dependencies the machine may lack (GoogleTest, nlohmann-json, OpenBLAS) are taken from
 # .devdeps/ when present: googletest-src/ (a GoogleTest source tree), prefix/ (headers and CMake
 # configs) and openblas/ (library and headers).
@@ -23,6 +25,13 @@ build=build-device
 summary=()
 note() { summary+=("$1"); echo "== $1"; }
 export PATH=/usr/local/cuda/bin:$PATH
+
+# vulkan: the Vulkan backend's check and figures from programs built elsewhere and carried in
+# .vkdev/ (carry .vkdev and .devdeps; bench/device-vulkan.sh says how they are packed).
+if want vulkan; then
+  OUT=$out bash bench/device-vulkan.sh run
+  [[ $stages == " vulkan " ]] && exit 0
+fi
 
 prefixes=()
 if [ -d .devdeps/googletest-src ] && ! ls /usr/lib*/cmake/GTest /usr/lib/x86_64-linux-gnu/cmake/GTest >/dev/null 2>&1; then

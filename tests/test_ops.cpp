@@ -171,6 +171,28 @@ TEST_P(NNOps, MatmulLarge) {
   EXPECT_CLOSE(st::matmul(input(b).t(), input(a).t()), transpose(expected, 0, 1), tol(), &mag_t);
 }
 
+// Each operand unit-stride along either of its dims, at sizes that take the GPU backends' vector
+// GEMM paths (multiples of 4) and their fallbacks, over tile sizes up to a 128 x 128 tile grid of
+// 512 tiles.
+TEST_P(NNOps, MatmulOperandLayoutsAndTiles) {
+  const std::vector<std::pair<Shape, Shape>> shapes = {{{2, 68, 36}, {2, 36, 132}},
+                                                       {{70, 12}, {12, 45}},
+                                                       {{520, 12}, {12, 1028}},
+                                                       {{32, 512, 8}, {32, 8, 512}}};
+  for (const auto& [sa, sb] : shapes) {
+    NDArray a = grid_random(sa, rng), b = grid_random(sb, rng);
+    NDArray mag;
+    NDArray expected = matmul(a, b, &mag);
+    for (Layout la : {Layout::Contiguous, Layout::Transposed}) {
+      for (Layout lb : {Layout::Contiguous, Layout::Transposed}) {
+        SCOPED_TRACE(shape_str(sa) + " " + layout_name(la) + " @ " + shape_str(sb) + " " +
+                     layout_name(lb));
+        EXPECT_CLOSE(st::matmul(input(a, la), input(b, lb)), expected, tol(), &mag);
+      }
+    }
+  }
+}
+
 // ---------------------------------------------------------------------------------------------
 // softmax and log_softmax
 

@@ -441,6 +441,17 @@ TEST_P(Shapes, CopyBetweenNonContiguousTensorsConverts) {
   EXPECT_EXACT(b, expected);
 }
 
+// Contiguous copies of views with the last two dims swapped, with and without a batch dim, at
+// sizes that leave partial tiles.
+TEST_P(Shapes, TransposedCopy) {
+  for (const Shape& shape : {Shape{130, 67}, Shape{3, 70, 45}, Shape{1, 33}}) {
+    SCOPED_TRACE(shape_str(shape));
+    NDArray a = random_values(shape);
+    const int64_t last = static_cast<int64_t>(shape.size()) - 1;
+    EXPECT_EXACT(input(a).transpose(last - 1, last).contiguous(), transpose(a, last - 1, last));
+  }
+}
+
 // Dense same-dtype copies whose ends sit at every alignment and whose lengths leave a tail past
 // any vector width: only the addressed elements change.
 TEST_P(Shapes, DenseCopyAtEveryOffsetAndLength) {

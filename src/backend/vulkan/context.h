@@ -31,6 +31,9 @@ namespace st::backend::vulkan {
 struct DeviceCaps {
   bool float64 = false;
   bool storage16 = false;  // f16 and bf16 tensors
+  // Arithmetic subgroup operations in compute shaders, and the subgroup size.
+  bool subgroup_arithmetic = false;
+  uint32_t subgroup_size = 0;
 };
 
 class Context {

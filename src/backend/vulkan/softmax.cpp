@@ -54,12 +54,27 @@ bool row_vec4(DType dtype, uint32_t cols, std::initializer_list<uint64_t> addres
   return true;
 }
 
-// Invocations per row for the vec4 variants: enough for at most 4 vectors each where the
-// workgroup's 256 allow, so that short rows share a workgroup instead of idling most of it.
+// Whether the vec4 variants reduce through subgroups for rows of `lanes` invocations.
+bool subgroup_rows(uint32_t lanes) {
+  const DeviceCaps& caps = context().caps();
+  return caps.subgroup_arithmetic && caps.subgroup_size <= lanes;
+}
+
+// Invocations per row for the vec4 variants, so that short rows share a workgroup instead of
+// idling most of it: enough for at most 4 vectors each where the workgroup's 256 allow, or 8
+// (the shaders' PER) where a row then fits in one subgroup, whose reductions need no barrier.
 uint32_t row_lanes(uint32_t cols) {
+  const uint32_t subgroup = context().caps().subgroup_size;
+  const bool one_subgroup = subgroup_rows(32) && subgroup >= 32 && cols <= 4 * 8 * subgroup;
+  if (one_subgroup) return subgroup;
   uint32_t lanes = 32;
   while (lanes < 256 && lanes * 4 * 4 < cols) lanes *= 2;
   return lanes;
+}
+
+// The vec4 variant's name: "_sg" reduces through subgroups.
+std::string vec4_variant(std::string_view kernel, uint32_t lanes) {
+  return detail::concat(kernel, subgroup_rows(lanes) ? "_vec4_sg_f32" : "_vec4_f32");
 }
 
 }  // namespace
@@ -79,9 +94,9 @@ void VulkanBackend::softmax(const Tensor& out, const Tensor& in, bool log, doubl
   p.causal_rows = index32(causal_rows, "softmax");
   const bool vec4 = row_vec4(in.dtype(), p.cols, {p.in_addr, p.y_addr});
   p.lanes = vec4 ? row_lanes(p.cols) : 256;
-  context().dispatch(
-      detail::concat("softmax_", vec4 ? "vec4_" : "", shader_dtype(in.dtype(), "softmax")), &p,
-      sizeof(p), groups_for(p.rows, 256 / p.lanes));
+  const std::string kernel = vec4 ? vec4_variant("softmax", p.lanes)
+                                  : detail::concat("softmax_", shader_dtype(in.dtype(), "softmax"));
+  context().dispatch(kernel, &p, sizeof(p), groups_for(p.rows, 256 / p.lanes));
 }
 
 void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out,
@@ -99,9 +114,10 @@ void VulkanBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_o
   p.log_softmax = log;
   const bool vec4 = row_vec4(out.dtype(), p.cols, {p.in_addr, p.y_addr, p.out_addr});
   p.lanes = vec4 ? row_lanes(p.cols) : 256;
-  context().dispatch(detail::concat("softmax_backward_", vec4 ? "vec4_" : "",
-                                    shader_dtype(out.dtype(), "softmax_backward")),
-                     &p, sizeof(p), groups_for(p.rows, 256 / p.lanes));
+  const std::string kernel =
+      vec4 ? vec4_variant("softmax_backward", p.lanes)
+           : detail::concat("softmax_backward_", shader_dtype(out.dtype(), "softmax_backward"));
+  context().dispatch(kernel, &p, sizeof(p), groups_for(p.rows, 256 / p.lanes));
 }
 
 void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -123,9 +139,10 @@ void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tens
   index32(x.numel(), "layer_norm");
   const bool vec4 = row_vec4(x.dtype(), p.cols, {p.x_addr, p.out_addr, p.weight_addr, p.bias_addr});
   p.lanes = vec4 ? row_lanes(p.cols) : 256;
-  context().dispatch(
-      detail::concat("layer_norm_", vec4 ? "vec4_" : "", shader_dtype(x.dtype(), "layer_norm")), &p,
-      sizeof(p), groups_for(rows, 256 / p.lanes));
+  const std::string kernel =
+      vec4 ? vec4_variant("layer_norm", p.lanes)
+           : detail::concat("layer_norm_", shader_dtype(x.dtype(), "layer_norm"));
+  context().dispatch(kernel, &p, sizeof(p), groups_for(rows, 256 / p.lanes));
 }
 
 void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
@@ -147,9 +164,14 @@ void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad
   p.rows = index32(rows, "layer_norm_backward");
   p.cols = index32(x.numel() / rows, "layer_norm_backward");
   index32(x.numel(), "layer_norm_backward");
-  if (grad_x.defined())
-    context().dispatch(detail::concat("layer_norm_backward_", dtype), &p, sizeof(p),
-                       groups_for(rows, 1));
+  if (grad_x.defined()) {
+    const bool vec4 =
+        row_vec4(x.dtype(), p.cols, {p.x_addr, p.out_addr, p.grad_out_addr, p.weight_addr});
+    p.lanes = vec4 ? row_lanes(p.cols) : 256;
+    const std::string kernel = vec4 ? vec4_variant("layer_norm_backward", p.lanes)
+                                    : detail::concat("layer_norm_backward_", dtype);
+    context().dispatch(kernel, &p, sizeof(p), groups_for(rows, 256 / p.lanes));
+  }
   if (grad_weight.defined() || grad_bias.defined())
     context().dispatch(detail::concat("layer_norm_weight_grads_", dtype), &p, sizeof(p),
                        groups_for(p.cols, 256));

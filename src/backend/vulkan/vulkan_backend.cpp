@@ -72,6 +72,43 @@ void VulkanBackend::copy_to_host(void* dst, const Tensor& src) {
 
 void VulkanBackend::synchronize(int) { context().synchronize(); }
 
+namespace {
+
+// Mirrors TransposeParams of shaders/transpose.comp.
+struct TransposeParams {
+  uint64_t dst = 0;
+  uint64_t src = 0;
+  uint32_t batch = 0;
+  uint32_t rows = 0;
+  uint32_t cols = 0;
+  uint32_t src_col = 0;
+  uint32_t src_batch = 0;
+  uint32_t pad = 0;
+};
+
+// A contiguous copy of a view whose last two dims are swapped (x.t().contiguous()), 4-byte
+// elements, at most one batch dim: through shaders/transpose.comp. False for anything else.
+bool transposed_copy(const Tensor& dst, const Tensor& src) {
+  const int64_t ndim = src.dim();
+  if (dst.dtype() != src.dtype() || dtype_size(src.dtype()) != 4 || !dst.is_contiguous() ||
+      ndim < 2 || ndim > 3 || src.strides()[ndim - 2] != 1 || src.strides()[ndim - 1] == 1)
+    return false;
+  TransposeParams p;
+  p.dst = address_of(dst);
+  p.src = address_of(src);
+  p.batch = ndim == 3 ? index32(src.shape()[0], "copy") : 1;
+  p.rows = index32(src.shape()[ndim - 2], "copy");
+  p.cols = index32(src.shape()[ndim - 1], "copy");
+  p.src_col = index32(src.strides()[ndim - 1], "copy");
+  p.src_batch = ndim == 3 ? index32(src.strides()[0], "copy") : 0;
+  index32(src.numel(), "copy");
+  context().dispatch("transpose_32", &p, sizeof(p), (p.cols + 31) / 32, (p.rows + 31) / 32,
+                     std::min<uint32_t>(p.batch, 65535));
+  return true;
+}
+
+}  // namespace
+
 void VulkanBackend::copy(const Tensor& dst, const Tensor& src) {
   if (dst.numel() == 0) return;
   if (dst.dtype() == src.dtype() && dst.is_contiguous() && src.is_contiguous()) {
@@ -91,6 +128,7 @@ void VulkanBackend::copy(const Tensor& dst, const Tensor& src) {
     if (done < nbytes) context().copy_device(dst_addr + done, src_addr + done, nbytes - done);
     return;
   }
+  if (transposed_copy(dst, src)) return;
   const std::string kernel = detail::concat("copy_", shader_dtype(dst.dtype(), "copy"), "_",
                                             shader_dtype(src.dtype(), "copy"));
   run_elementwise(kernel, "copy", {&dst, &src});

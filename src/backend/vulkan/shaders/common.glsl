@@ -4,12 +4,17 @@
 // storage capabilities it needs. Every shader receives one push constant: the device address of
 // its parameter block.
 #extension GL_EXT_buffer_reference : require
+#extension GL_EXT_control_flow_attributes : require
 #extension GL_EXT_shader_explicit_arithmetic_types_int64 : require
 #if USE_F16 || USE_BF16
 #extension GL_EXT_shader_16bit_storage : require
 #endif
 #if USE_BOOL
 #extension GL_EXT_shader_8bit_storage : require
+#endif
+#if USE_SUBGROUP
+#extension GL_KHR_shader_subgroup_arithmetic : require
+#extension GL_KHR_shader_subgroup_vote : require
 #endif
 
 #define PASTE(a, b) a##b
@@ -123,6 +128,38 @@ float workgroup_max(float x) {
 
 // The same over segments of `lanes` consecutive invocations (a power of two dividing WG), each
 // segment receiving its own result: a workgroup working on WG / lanes rows at once.
+#if USE_SUBGROUP
+// Each subgroup reduces in registers, then one shared-memory step combines the subgroups of a
+// segment. The host picks these variants only where the device reports arithmetic subgroup
+// operations in compute shaders and a subgroup size of at most `lanes`; subgroups of a 1-D
+// workgroup are runs of consecutive invocations.
+float segment_sum(float x, uint lanes) {
+  float s = subgroupAdd(x);
+  uint per = lanes / gl_SubgroupSize;
+  if (per == 1u) return s;
+  barrier();
+  if (subgroupElect()) wg_f32[gl_SubgroupID] = s;
+  barrier();
+  uint first = gl_SubgroupID & ~(per - 1u);
+  float total = 0.0;
+  for (uint i = 0; i < per; ++i) total += wg_f32[first + i];
+  return total;
+}
+
+float segment_max(float x, uint lanes) {
+  // subgroupMax leaves NaN undefined; NaN wins here as in max_nan.
+  float m = subgroupAny(isnan(x)) ? uintBitsToFloat(0x7fc00000u) : subgroupMax(x);
+  uint per = lanes / gl_SubgroupSize;
+  if (per == 1u) return m;
+  barrier();
+  if (subgroupElect()) wg_f32[gl_SubgroupID] = m;
+  barrier();
+  uint first = gl_SubgroupID & ~(per - 1u);
+  float total = wg_f32[first];
+  for (uint i = 1; i < per; ++i) total = max_nan(total, wg_f32[first + i]);
+  return total;
+}
+#else
 float segment_sum(float x, uint lanes) {
   uint t = gl_LocalInvocationIndex;
   barrier();
@@ -146,6 +183,7 @@ float segment_max(float x, uint lanes) {
   }
   return wg_f32[t & ~(lanes - 1)];
 }
+#endif
 
 #if USE_F64
 shared double wg_f64[WG];

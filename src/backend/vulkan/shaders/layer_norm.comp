@@ -38,7 +38,7 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Lay
 C weight_at(LayerNormParams p, uint c) { return p.weight_addr != 0ul ? C(LOAD(T)(p.weight_addr, c)) : C(1); }
 
 #ifdef VEC4
-// Forward for f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned
+// Forward and BACKWARD (grad_x) for f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned
 // addresses, p.lanes invocations per row and WG / p.lanes rows per workgroup: each invocation
 // holds its vectors of the row in registers, read once, with loads clamped into the tensor so
 // that all of them are in flight at once.
@@ -53,16 +53,41 @@ void main() {
     uint r = r0 + gl_LocalInvocationIndex / lanes;
     bool row_live = r < p.rows;
     uint base = min(r, p.rows - 1) * cols4;
+#ifdef BACKWARD
+    // grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = grad_out * weight.
+    float mu = load_f32(p.mean_addr, min(r, p.rows - 1)), rs = load_f32(p.rstd_addr, min(r, p.rows - 1));
+    vec4 xhat[PER], g[PER];
+    float sum_g = 0.0, sum_gx = 0.0;
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
+      uint c = lane + k * lanes, cc = min(c, cols4 - 1);
+      xhat[k] = (Vec4Buf(p.x_addr).v[base + cc] - mu) * rs;
+      g[k] = Vec4Buf(p.grad_out_addr).v[base + cc];
+      if (p.weight_addr != 0ul) g[k] *= Vec4Buf(p.weight_addr).v[cc];
+      sum_g += c < cols4 ? dot(g[k], vec4(1)) : 0.0;
+      sum_gx += c < cols4 ? dot(g[k], xhat[k]) : 0.0;
+    }
+    float mean_g = segment_sum(sum_g, lanes) / float(p.cols);
+    float mean_gx = segment_sum(sum_gx, lanes) / float(p.cols);
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
+      uint c = lane + k * lanes;
+      if (!row_live || c >= cols4) break;
+      Vec4Buf(p.out_addr).v[base + c] = rs * (g[k] - mean_g - xhat[k] * mean_gx);
+    }
+#else
     vec4 x[PER];
     float sum = 0.0;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes;
       x[k] = Vec4Buf(p.x_addr).v[base + min(c, cols4 - 1)];
       sum += c < cols4 ? dot(x[k], vec4(1)) : 0.0;
     }
     float mu = segment_sum(sum, lanes) / float(p.cols);
     float sq = 0.0;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       vec4 d = x[k] - mu;
       sq += lane + k * lanes < cols4 ? dot(d, d) : 0.0;
     }
@@ -71,13 +96,15 @@ void main() {
       store_f32(p.mean_addr, r, mu);
       store_f32(p.rstd_addr, r, rs);
     }
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes;
       if (!row_live || c >= cols4) break;
       vec4 w = p.weight_addr != 0ul ? Vec4Buf(p.weight_addr).v[c] : vec4(1);
       vec4 b = p.bias_addr != 0ul ? Vec4Buf(p.bias_addr).v[c] : vec4(0);
       Vec4Buf(p.out_addr).v[base + c] = (x[k] - mu) * rs * w + b;
     }
+#endif
   }
 }
 #else

@@ -34,7 +34,8 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Sof
 // f32 rows of up to 4 * WG * PER columns, a multiple of 4, at 16-byte aligned addresses, p.lanes
 // invocations per row and WG / p.lanes rows per workgroup: each invocation holds its vectors of
 // the row in registers, so every input is read once. Loads are clamped into the tensor rather
-// than skipped, so that all of an invocation's loads are in flight at once.
+// than skipped, so that all of an invocation's loads are in flight at once. The loops over a
+// row's vectors are unrolled to PER with an early exit, so that the arrays stay in registers.
 #define PER 8
 layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { vec4 v[]; };
 
@@ -54,7 +55,8 @@ void main() {
     uint seen = !row_live ? 0u : p.causal_rows > 0u ? min(p.cols, r % p.causal_rows + 1u) : p.cols;
     vec4 x[PER];
     float hi = -1.0 / 0.0;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes;
       x[k] = scale * Vec4Buf(p.in_addr).v[base + min(c, cols4 - 1)];
       // Columns past the row or masked (causal) take no part in the max and the sum.
@@ -63,13 +65,15 @@ void main() {
     }
     hi = segment_max(hi, lanes);
     float sum = 0.0;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       bvec4 live = lessThan(uvec4(4 * (lane + k * lanes)) + uvec4(0, 1, 2, 3), uvec4(seen));
       sum += dot(mix(vec4(0), exp(x[k] - hi), live), vec4(1));
     }
     sum = segment_sum(sum, lanes);
     float log_sum = log(sum), inv = 1.0 / sum;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes;
       if (!row_live || c >= cols4) break;
       bvec4 live = lessThan(uvec4(4 * c) + uvec4(0, 1, 2, 3), uvec4(seen));
@@ -79,7 +83,8 @@ void main() {
 #else
     vec4 g[PER], y[PER];
     float dot_gy = 0.0;
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes, i = base + min(c, cols4 - 1);
       g[k] = Vec4Buf(p.in_addr).v[i];
       y[k] = Vec4Buf(p.y_addr).v[i];
@@ -87,7 +92,8 @@ void main() {
       dot_gy += c < cols4 ? d : 0.0;
     }
     dot_gy = segment_sum(dot_gy, lanes);
-    for (uint k = 0; k < PER && k < per; ++k) {
+    [[unroll]] for (uint k = 0; k < PER; ++k) {
+      if (k >= per) break;
       uint c = lane + k * lanes;
       if (!row_live || c >= cols4) break;
       Vec4Buf(p.out_addr).v[base + c] = log_softmax ? scale * (g[k] - exp(y[k]) * dot_gy)

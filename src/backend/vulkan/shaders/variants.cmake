@@ -16,11 +16,22 @@ endforeach()
 # Dense same-dtype copies of any dtype, 16 bytes per access; f32 dense elementwise ops, softmax
 # rows and layer_norm rows through vec4.
 st_vk_shader(copy_vec4 copy_vec4.comp)
+st_vk_shader(transpose_32 transpose.comp)
 st_vk_shader(unary_vec4_f32 unary.comp T=f32 -DVEC4=1)
 st_vk_shader(binary_vec4_f32 binary.comp T=f32 -DUSE_BOOL=1 -DVEC4=1)
 st_vk_shader(layer_norm_vec4_f32 layer_norm.comp T=f32 -DUSE_F32=1 -DVEC4=1)
+st_vk_shader(layer_norm_backward_vec4_f32 layer_norm.comp T=f32 -DUSE_F32=1 -DVEC4=1 -DBACKWARD=1)
 st_vk_shader(softmax_vec4_f32 softmax.comp T=f32 -DVEC4=1)
 st_vk_shader(softmax_backward_vec4_f32 softmax.comp T=f32 -DVEC4=1 -DBACKWARD=1)
+# The same rows reduced through subgroup operations, where the device has them.
+st_vk_shader(layer_norm_vec4_sg_f32 layer_norm.comp T=f32 -DUSE_F32=1 -DVEC4=1 -DUSE_SUBGROUP=1)
+st_vk_shader(layer_norm_backward_vec4_sg_f32 layer_norm.comp T=f32 -DUSE_F32=1 -DVEC4=1 -DBACKWARD=1
+             -DUSE_SUBGROUP=1)
+st_vk_shader(softmax_vec4_sg_f32 softmax.comp T=f32 -DVEC4=1 -DUSE_SUBGROUP=1)
+st_vk_shader(softmax_backward_vec4_sg_f32 softmax.comp T=f32 -DVEC4=1 -DBACKWARD=1 -DUSE_SUBGROUP=1)
+# f32 GEMM with 16-byte accesses: 128 x 128 tiles (8 x 8 per invocation) and 64 x 64 (4 x 4).
+st_vk_shader(matmul_vec4_large_f32 matmul_vec4.comp -DBM=128 -DBN=128 -DBK=8)
+st_vk_shader(matmul_vec4_medium_f32 matmul_vec4.comp -DBM=64 -DBN=64 -DBK=16)
 
 # reduce_<in>_<out>: the output dtypes the front-end asks for (integer sums in int64), and the
 # accumulation dtype of a first pass (f32 for 16-bit floats).
