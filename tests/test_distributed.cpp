@@ -297,21 +297,23 @@ TEST(DistributedDataParallel, NoSyncAccumulationMatchesToo) {
   check_ddp_matches_single_process(Opt::AdamW, 3, DType::Float32, 1e-4);
 }
 
+// Whether every rank holds the same gradient of `param` (a float64 tensor).
+bool same_grad_on_every_rank(const Tensor& param) {
+  const Tensor g = param.grad().reshape({-1});
+  const Tensor gathered = st::zeros({world() * g.numel()}, {DType::Float64, dev()});
+  dist::all_gather(gathered, g);
+  const std::vector<double> all = values(gathered), mine = values(g);
+  for (size_t i = 0; i < all.size(); ++i)
+    if (all[i] != mine[i % mine.size()]) return false;
+  return true;
+}
+
 TEST(DistributedDataParallel, NoSyncLeavesGradientsLocal) {
   auto model = make_model(DType::Float64);
   dist::DistributedDataParallel ddp(model);
   const Tensor x = st::full({2, 5}, rank() + 1.0, {DType::Float64, dev()});
   const Tensor first_weight = model->parameters().front();
-  // Whether every rank holds the same first-layer weight gradient.
-  auto same_on_every_rank = [&] {
-    Tensor g = first_weight.grad().reshape({-1});
-    Tensor gathered = st::zeros({world() * g.numel()}, {DType::Float64, dev()});
-    dist::all_gather(gathered, g);
-    const std::vector<double> all = values(gathered), mine = values(g);
-    for (size_t i = 0; i < all.size(); ++i)
-      if (all[i] != mine[i % mine.size()]) return false;
-    return true;
-  };
+  auto same_on_every_rank = [&] { return same_grad_on_every_rank(first_weight); };
   {
     auto guard = ddp.no_sync();
     ddp(x).sum().backward();
@@ -326,6 +328,28 @@ TEST(DistributedDataParallel, NoSyncLeavesGradientsLocal) {
   ddp(x).sum().backward();
   EXPECT_EQ(values(model->parameters().back().grad())[0], 4.0);
   EXPECT_TRUE(same_on_every_rank());
+}
+
+TEST(DistributedDataParallel, ABackwardThatFailsLeavesTheNextOneSynchronized) {
+  if (world() == 1) GTEST_SKIP() << "needs two ranks";
+  auto model = make_model(DType::Float64);
+  dist::DistributedDataParallel ddp(model, {.bucket_cap_bytes = 600});
+  const Tensor x = st::full({2, 5}, rank() + 1.0, {DType::Float64, dev()});
+  // A hook on the first layer's weight, which backward reaches last, fails the first backward
+  // after DDP has started its buckets and before it has finished them.
+  const Tensor first = model->parameters().front();
+  bool fail = true;
+  const uint64_t id = first.register_post_accumulate_grad_hook([&fail](const Tensor&) {
+    if (fail) {
+      fail = false;
+      throw st::ValueError("[test] a planned failure");
+    }
+  });
+  EXPECT_THROW(ddp(x).sum().backward(), st::ValueError);
+  model->zero_grad();
+  ddp(x).sum().backward();
+  first.remove_post_accumulate_grad_hook(id);
+  EXPECT_TRUE(same_grad_on_every_rank(first));
 }
 
 TEST(DistributedDataParallel, BFloat16GradientsAreTheRanksMean) {

@@ -112,6 +112,7 @@ class GradientReducer {
     WorkHandle work;
   };
   void on_gradient(size_t param);
+  void start_backward();
   void launch_ready_buckets();
   void launch(Bucket& bucket);
   void finish();
@@ -119,10 +120,10 @@ class GradientReducer {
   std::vector<Tensor> params_;
   std::vector<uint64_t> hook_ids_;
   std::vector<Bucket> buckets_;
-  std::vector<size_t> bucket_of_;  // by parameter
-  std::vector<bool> seen_;         // by parameter, in the running backward
-  size_t next_launch_ = 0;         // buckets start in index order on every rank
-  bool in_backward_ = false;
+  std::vector<size_t> bucket_of_;       // by parameter
+  std::vector<bool> seen_;              // by parameter, in the running backward
+  size_t next_launch_ = 0;              // buckets start in index order on every rank
+  std::weak_ptr<char> backward_token_;  // alive while this backward's callback is queued
   bool sync_ = true;
 };
 
@@ -189,7 +190,6 @@ class DistributedSampler {
   int world_size_, rank_;
   bool shuffle_;
   uint64_t seed_;
-  bool drop_last_;
   int64_t epoch_ = 0;
   int64_t num_samples_;
 };

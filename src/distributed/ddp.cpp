@@ -99,9 +99,13 @@ GradientReducer::~GradientReducer() {
 
 void GradientReducer::on_gradient(size_t param) {
   if (!sync_) return;
-  if (!in_backward_) {
-    in_backward_ = true;
-    queue_backward_callback([this] { finish(); });
+  if (backward_token_.expired()) {
+    // The first gradient of a backward. The token lives as long as the queued callback: when a
+    // backward failed before running it, the callback is gone and this one starts afresh.
+    start_backward();
+    auto token = std::make_shared<char>();
+    backward_token_ = token;
+    queue_backward_callback([this, token] { finish(); });
   }
   if (seen_[param]) return;
   seen_[param] = true;
@@ -133,15 +137,22 @@ void GradientReducer::launch(Bucket& bucket) {
       detail::current_group("DistributedDataParallel").all_reduce(bucket.flat, ReduceOp::Avg);
 }
 
+void GradientReducer::start_backward() {
+  for (Bucket& b : buckets_) {
+    b.work.reset();  // of a backward that failed: waits for it, as every rank started it
+    b.ready = 0;
+  }
+  seen_.assign(params_.size(), false);
+  next_launch_ = 0;
+}
+
 void GradientReducer::finish() {
-  in_backward_ = false;
   // Buckets holding a parameter that got no gradient this time start now, in order.
   while (next_launch_ < buckets_.size()) launch(buckets_[next_launch_++]);
   NoGradGuard no_grad;
   for (Bucket& b : buckets_) {
     b.work->wait();
     b.work.reset();
-    b.ready = 0;
     for (size_t i = 0; i < b.params.size(); ++i) {
       const Tensor& p = params_[b.params[i]];
       const Tensor mean = b.flat.narrow(0, b.offsets[i], p.numel()).view(p.shape());
@@ -151,8 +162,6 @@ void GradientReducer::finish() {
         p.set_grad(mean.clone());
     }
   }
-  seen_.assign(params_.size(), false);
-  next_launch_ = 0;
 }
 
 DistributedDataParallel::DistributedDataParallel(std::shared_ptr<nn::Module> module,
@@ -182,12 +191,7 @@ DistributedDataParallel::NoSyncGuard::~NoSyncGuard() { reducer_.set_sync(previou
 
 DistributedSampler::DistributedSampler(int64_t size, int world_size, int rank, bool shuffle,
                                        uint64_t seed, bool drop_last)
-    : size_(size),
-      world_size_(world_size),
-      rank_(rank),
-      shuffle_(shuffle),
-      seed_(seed),
-      drop_last_(drop_last) {
+    : size_(size), world_size_(world_size), rank_(rank), shuffle_(shuffle), seed_(seed) {
   ST_CHECK(size >= 0, ValueError, "[DistributedSampler] size must be non-negative, got ", size);
   ST_CHECK(world_size > 0 && rank >= 0 && rank < world_size, ValueError,
            "[DistributedSampler] rank ", rank, " is not in a world of ", world_size, " ranks");
