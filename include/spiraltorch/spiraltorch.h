@@ -4,6 +4,7 @@
 #include "spiraltorch/autocast.h"
 #include "spiraltorch/autograd.h"
 #include "spiraltorch/device.h"
+#include "spiraltorch/distributed.h"
 #include "spiraltorch/dtype.h"
 #include "spiraltorch/error.h"
 #include "spiraltorch/nn.h"
