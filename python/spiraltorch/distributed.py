@@ -81,7 +81,8 @@ def all_gather(tensor_list, tensor, async_op=False):
     It has completed on return, also with ``async_op`` (the copies into the list need the data)."""
     world = get_world_size()
     if len(tensor_list) != world:
-        raise ValueError(f"[all_gather] tensor_list has {len(tensor_list)} tensors for {world} ranks")
+        raise ValueError(
+            f"[all_gather] tensor_list has {len(tensor_list)} tensors for {world} ranks")
     from . import empty  # noqa: PLC0415 (the package has finished loading by the first call)
 
     gathered = empty([world, *tensor.shape], dtype=tensor.dtype, device=tensor.device)
