@@ -65,8 +65,8 @@ class Work {
   virtual ~Work() = default;
   // Whether the collective has completed (its results may be read); never blocks.
   virtual bool is_completed() = 0;
-  // Blocks until it completes (TimeoutError after the group's timeout). On CUDA the device's
-  // stream is also made to wait for it, so later ops see the results.
+  // Blocks the host until it completes (TimeoutError after the group's timeout), so that ops
+  // queued afterwards see the results, on CUDA too (NCCL runs on a stream of its own).
   virtual void wait() = 0;
 };
 using WorkHandle = std::shared_ptr<Work>;
