@@ -18,3 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
   libvulkan-dev glslc mesa-vulkan-drivers vulkan-validationlayers
 # st::distributed: Open MPI (headers, library and mpirun) for the CPU process group and its tests.
 "${sudo[@]}" apt-get install -y --no-install-recommends libopenmpi-dev openmpi-bin
+# The sanitized build and the fuzzers (scripts/test-sanitized.sh): clang 14 with its sanitizer and
+# libFuzzer runtimes, its OpenMP runtime, and llvm-symbolizer for readable stack traces.
+"${sudo[@]}" apt-get install -y --no-install-recommends \
+  clang-14 libclang-rt-14-dev libomp-14-dev llvm-14

@@ -49,4 +49,6 @@ PATH="$tools/bin:$PATH" auditwheel repair --exclude libmpi.so.40 -w "$work/wheel
 (cd "$work" && "$work/venv/bin/python" -c "import spiraltorch as st; print('spiraltorch', st.__version__, st.backends())")
 "$work/venv/bin/python" -m pytest -q -p no:cacheprovider tests/python
 
+bash scripts/test-sanitized.sh
+
 echo "== all checks passed"

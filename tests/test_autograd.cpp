@@ -335,7 +335,7 @@ TEST_P(Gradcheck, CrossEntropy) {
                                                           {st::Reduction::Sum, "sum"},
                                                           {st::Reduction::None, "none"}}) {
     check(std::string("cross_entropy ") + name,
-          [target, reduction](const Inputs& x) {
+          [target, reduction = reduction](const Inputs& x) {
             return st::cross_entropy(x[0], target, -100, reduction);
           },
           {u({5, 4}, -2, 2)});
@@ -414,7 +414,7 @@ TEST_P(Gradcheck, Views) {
   };
   for (const auto& [name, view] : views) {
     const Shape shape = std::string(name) == "contiguous" ? Shape{3, 4} : Shape{2, 3, 4};
-    check(name, [view](const Inputs& x) { return view(x[0]).exp(); }, {u(shape)});
+    check(name, [view = view](const Inputs& x) { return view(x[0]).exp(); }, {u(shape)});
   }
 }
 

@@ -303,7 +303,7 @@ TEST(CudaEvent, NeedsADevice) {
     EXPECT_THROW(st::cuda::Event(), st::DeviceError);
     return;
   }
-  EXPECT_THROW(st::cuda::Event(st::cuda::device_count()), st::DeviceError);
+  EXPECT_THROW((void)st::cuda::Event(st::cuda::device_count()), st::DeviceError);
   st::cuda::Event event;
   EXPECT_THROW(event.wait(st::cuda::device_count()), st::DeviceError);
 }

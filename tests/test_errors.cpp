@@ -206,7 +206,8 @@ TEST_P(Errors, IndicesOutOfRange) {
       },
       {"embedding"}));
   EXPECT_TRUE(throws<st::IndexError>(
-      [&] { st::embedding(weight, ints(NDArray({1}, {11}), DType::Int32)); }, {"embedding"}));
+      [&] { st::embedding(weight, ints(NDArray({1}, std::vector<double>{11}), DType::Int32)); },
+      {"embedding"}));
   Tensor logits = f32({3, 5});
   EXPECT_TRUE(throws<st::IndexError>(
       [&] {

@@ -157,7 +157,7 @@ TEST_P(Elementwise, GeluTanh) {
 }
 TEST_P(Elementwise, GeluFormsDiffer) {
   // The two forms differ by up to ~5e-4 near |x| = 2; a backend mixing them up must fail.
-  NDArray a(Shape{1}, {2.0});
+  NDArray a(Shape{1}, std::vector<double>{2.0});
   double erf_form = to_f64(st::gelu(input(a)))[0];
   double tanh_form = to_f64(st::gelu(input(a), st::GeluApproximate::Tanh))[0];
   if (dtype() == DType::Float32 || dtype() == DType::Float64) {
@@ -286,7 +286,8 @@ TEST_P(Elementwise, Comparisons) {
   };
   const std::vector<std::pair<Shape, Shape>> shapes = {
       {{2, 3}, {2, 3}}, {{3, 1, 5}, {4, 1}}, {{}, {4}}, {{0, 2}, {2}}, {{6}, {}}};
-  for (const auto& [name, op, ref] : ops) {
+  for (const auto& [name, op, ref_binding] : ops) {
+    const auto& ref = ref_binding;  // clang 14 cannot capture a structured binding
     for (const auto& [sa, sb] : shapes) {
       SCOPED_TRACE(std::string(name) + " " + shape_str(sa) + " " + shape_str(sb));
       // Few distinct values so that equal pairs occur.

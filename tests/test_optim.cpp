@@ -89,7 +89,8 @@ TEST_P(Optim, SgdMomentumNesterovAndWeightDecay) {
       EXPECT_CLOSE(param, p, kTol);
     }
   }
-  EXPECT_THROW(st::optim::SGD({leaf(NDArray({1}, {0}))}, {.nesterov = true}), st::ValueError);
+  EXPECT_THROW(st::optim::SGD({leaf(NDArray({1}, std::vector<double>{0}))}, {.nesterov = true}),
+               st::ValueError);
 }
 
 TEST_P(Optim, ParametersWithoutGradientsAreSkipped) {
@@ -148,21 +149,21 @@ TEST_P(Optim, ZeroGradClearsOrZeroes) {
 }
 
 TEST_P(Optim, ClipGradNormScalesToTheMaximum) {
-  Tensor a = leaf(NDArray({2}, {0, 0})), b = leaf(NDArray({1}, {0}));
+  Tensor a = leaf(NDArray({2}, {0, 0})), b = leaf(NDArray({1}, std::vector<double>{0}));
   set_grad(a, NDArray({2}, {3, 0}));
-  set_grad(b, NDArray({1}, {4}));
+  set_grad(b, NDArray({1}, std::vector<double>{4}));
   Tensor norm = st::optim::clip_grad_norm_({a, b}, 1.0);
   EXPECT_NEAR(norm.item<double>(), 5, 1e-12);
   const double coef = 1 / (5 + 1e-6);
   EXPECT_CLOSE(a.grad(), NDArray({2}, {3 * coef, 0}), kTol);
-  EXPECT_CLOSE(b.grad(), NDArray({1}, {4 * coef}), kTol);
+  EXPECT_CLOSE(b.grad(), NDArray({1}, std::vector<double>{4 * coef}), kTol);
   // Below the maximum nothing changes.
   st::optim::clip_grad_norm_({a, b}, 10.0);
-  EXPECT_CLOSE(b.grad(), NDArray({1}, {4 * coef}), kTol);
+  EXPECT_CLOSE(b.grad(), NDArray({1}, std::vector<double>{4 * coef}), kTol);
 }
 
 TEST_P(Optim, Schedules) {
-  Tensor a = leaf(NDArray({1}, {0}));
+  Tensor a = leaf(NDArray({1}, std::vector<double>{0}));
   st::optim::SGD sgd({a}, {.lr = 1.0});
   st::optim::CosineAnnealingLR cosine(sgd, 10, 0.1);
   EXPECT_DOUBLE_EQ(sgd.lr(), 1.0);

@@ -12,6 +12,7 @@ from ._C import (  # noqa: F401
     DeviceError,
     GradFn,
     OutOfMemoryError,
+    SerializationError,
     ShapeError,
     SpiralTorchError,
     Tensor,

@@ -87,6 +87,23 @@ namespace st::python {
 // Python thread may run meanwhile (releasing and taking it back costs about 0.1 us).
 inline constexpr int64_t kReleaseGilElements = 1 << 15;
 
+// Runs `fn` with the GIL released when `work` elements are enough to be worth it. `fn` must not
+// touch Python objects: it runs while other Python threads do.
+template <typename Fn>
+decltype(auto) maybe_without_gil(int64_t work, Fn&& fn) {
+  if (work >= kReleaseGilElements) {
+    nb::gil_scoped_release release;
+    return fn();
+  }
+  return fn();
+}
+
+// A unary op bound with the GIL released for large inputs: m.def("exp", released<&st::exp>).
+template <auto Op>
+Tensor released(const Tensor& x) {
+  return maybe_without_gil(x.numel(), [&] { return Op(x); });
+}
+
 // A shape given as ints, as one sequence of ints (list, tuple, st.Size), or as nothing.
 Shape shape_from_args(const nb::args& args, const char* op);
 Shape shape_from_object(nb::handle obj, const char* op);

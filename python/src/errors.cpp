@@ -2,6 +2,8 @@
 // both st.SpiralTorchError (so one except clause catches them all) and the built-in exception
 // Python code expects for that kind. The message is the C++ text.
 
+#include <cstring>
+
 #include "bindings.h"
 
 namespace st::python {
@@ -16,6 +18,20 @@ PyObject* new_error(nb::module_& m, const char* name, PyObject* base, PyObject* 
   if (type == nullptr) throw nb::python_error();
   m.attr(name) = nb::handle(type);  // the module keeps the reference for the process lifetime
   return type;
+}
+
+// Messages can quote bytes of the input (a damaged checkpoint's header): invalid UTF-8 is escaped,
+// so the error raised is ours and not a UnicodeDecodeError.
+void set_error(PyObject* type, const char* what) {
+  PyObject* message =
+      PyUnicode_DecodeUTF8(what, static_cast<Py_ssize_t>(std::strlen(what)), "backslashreplace");
+  if (message == nullptr) {
+    PyErr_Clear();
+    PyErr_SetString(type, "(the message could not be decoded)");
+    return;
+  }
+  PyErr_SetObject(type, message);
+  Py_DECREF(message);
 }
 
 }  // namespace
@@ -40,6 +56,9 @@ void init_errors(nb::module_& m) {
                                       "An allocation that failed (also a MemoryError).");
   static PyObject* device = new_error(m, "DeviceError", base, PyExc_RuntimeError,
                                       "Tensors on different devices, or no such device.");
+  static PyObject* serialization =
+      new_error(m, "SerializationError", base, PyExc_RuntimeError,
+                "A malformed checkpoint, or a file that cannot be read or written.");
   static PyObject* other = new_error(m, "Error", base, PyExc_RuntimeError,
                                      "Any other SpiralTorch error (a RuntimeError).");
 
@@ -47,21 +66,23 @@ void init_errors(nb::module_& m) {
     try {
       std::rethrow_exception(p);
     } catch (const st::ShapeError& e) {
-      PyErr_SetString(shape, e.what());
+      set_error(shape, e.what());
     } catch (const st::DTypeError& e) {
-      PyErr_SetString(dtype, e.what());
+      set_error(dtype, e.what());
     } catch (const st::IndexError& e) {
-      PyErr_SetString(index, e.what());
+      set_error(index, e.what());
     } catch (const st::ValueError& e) {
-      PyErr_SetString(value, e.what());
+      set_error(value, e.what());
     } catch (const st::NotImplementedError& e) {
-      PyErr_SetString(not_implemented, e.what());
+      set_error(not_implemented, e.what());
     } catch (const st::OutOfMemoryError& e) {
-      PyErr_SetString(memory, e.what());
+      set_error(memory, e.what());
     } catch (const st::DeviceError& e) {
-      PyErr_SetString(device, e.what());
+      set_error(device, e.what());
+    } catch (const st::SerializationError& e) {
+      set_error(serialization, e.what());
     } catch (const st::Error& e) {
-      PyErr_SetString(other, e.what());
+      set_error(other, e.what());
     }
   });
 }

@@ -155,39 +155,57 @@ void bind_factories(nb::module_& m) {
 
 void bind_elementwise(nb::module_& m) {
   m.def(
-      "add", [](T a, T b, S alpha) { return add(a, b, alpha); }, "input"_a, "other"_a,
-      nb::kw_only(), "alpha"_a = 1, "input + alpha * other, broadcast.");
+      "add",
+      [](T a, T b, S alpha) {
+        return maybe_without_gil(a.numel() + b.numel(), [&] { return add(a, b, alpha); });
+      },
+      "input"_a, "other"_a, nb::kw_only(), "alpha"_a = 1, "input + alpha * other, broadcast.");
   m.def(
-      "add", [](T a, S b) { return add(a, b); }, "input"_a, "other"_a);
+      "add", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return add(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "sub", [](T a, T b, S alpha) { return sub(a, b, alpha); }, "input"_a, "other"_a,
-      nb::kw_only(), "alpha"_a = 1, "input - alpha * other, broadcast.");
+      "sub",
+      [](T a, T b, S alpha) {
+        return maybe_without_gil(a.numel() + b.numel(), [&] { return sub(a, b, alpha); });
+      },
+      "input"_a, "other"_a, nb::kw_only(), "alpha"_a = 1, "input - alpha * other, broadcast.");
   m.def(
-      "sub", [](T a, S b) { return sub(a, b); }, "input"_a, "other"_a);
+      "sub", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return sub(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "mul", [](T a, T b) { return mul(a, b); }, "input"_a, "other"_a, "Product, broadcast.");
+      "mul",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return mul(a, b); }); },
+      "input"_a, "other"_a, "Product, broadcast.");
   m.def(
-      "mul", [](T a, S b) { return mul(a, b); }, "input"_a, "other"_a);
+      "mul", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return mul(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "div", [](T a, T b) { return div(a, b); }, "input"_a, "other"_a,
-      "True division, broadcast; integers give float32.");
+      "div",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return div(a, b); }); },
+      "input"_a, "other"_a, "True division, broadcast; integers give float32.");
   m.def(
-      "div", [](T a, S b) { return div(a, b); }, "input"_a, "other"_a);
+      "div", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return div(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "pow", [](T a, T b) { return st::pow(a, b); }, "input"_a, "exponent"_a);
+      "pow",
+      [](T a, T b) {
+        return maybe_without_gil(a.numel() + b.numel(), [&] { return st::pow(a, b); });
+      },
+      "input"_a, "exponent"_a);
   m.def(
-      "pow", [](T a, S b) { return st::pow(a, b); }, "input"_a, "exponent"_a);
+      "pow", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return st::pow(a, b); }); },
+      "input"_a, "exponent"_a);
   m.def("maximum", &maximum, "input"_a, "other"_a, "Elementwise maximum, broadcast.");
   m.def("minimum", &minimum, "input"_a, "other"_a, "Elementwise minimum, broadcast.");
-  m.def("neg", &neg, "input"_a, "-input, elementwise.");
-  m.def("exp", &st::exp, "input"_a, "e ** input, elementwise.");
-  m.def("log", &st::log, "input"_a, "Natural logarithm, elementwise.");
-  m.def("sqrt", &st::sqrt, "input"_a, "Square root, elementwise.");
-  m.def("rsqrt", &rsqrt, "input"_a, "1 / sqrt(input), elementwise.");
-  m.def("abs", &st::abs, "input"_a, "Absolute value, elementwise.");
-  m.def("tanh", &st::tanh, "input"_a, "Hyperbolic tangent, elementwise.");
-  m.def("sigmoid", &sigmoid, "input"_a, "1 / (1 + exp(-input)), elementwise.");
-  m.def("relu", &relu, "input"_a, "max(input, 0), elementwise.");
+  m.def("neg", released<&neg>, "input"_a, "-input, elementwise.");
+  m.def("exp", released<&st::exp>, "input"_a, "e ** input, elementwise.");
+  m.def("log", released<&st::log>, "input"_a, "Natural logarithm, elementwise.");
+  m.def("sqrt", released<&st::sqrt>, "input"_a, "Square root, elementwise.");
+  m.def("rsqrt", released<&rsqrt>, "input"_a, "1 / sqrt(input), elementwise.");
+  m.def("abs", released<&st::abs>, "input"_a, "Absolute value, elementwise.");
+  m.def("tanh", released<&st::tanh>, "input"_a, "Hyperbolic tangent, elementwise.");
+  m.def("sigmoid", released<&sigmoid>, "input"_a, "1 / (1 + exp(-input)), elementwise.");
+  m.def("relu", released<&relu>, "input"_a, "max(input, 0), elementwise.");
   m.def(
       "gelu", [](T x, const std::string& approximate) { return gelu(x, gelu_from(approximate)); },
       "input"_a, "approximate"_a = "none", "GELU, exact (erf) or approximate='tanh'.");
@@ -195,29 +213,47 @@ void bind_elementwise(nb::module_& m) {
         "input limited to [min, max] (either bound may be None).");
   m.def("clip", &clamp, "input"_a, "min"_a = nb::none(), "max"_a = nb::none());
   m.def(
-      "eq", [](T a, T b) { return eq(a, b); }, "input"_a, "other"_a);
+      "eq",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return eq(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "eq", [](T a, S b) { return eq(a, b); }, "input"_a, "other"_a);
+      "eq", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return eq(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "ne", [](T a, T b) { return ne(a, b); }, "input"_a, "other"_a);
+      "ne",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return ne(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "ne", [](T a, S b) { return ne(a, b); }, "input"_a, "other"_a);
+      "ne", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return ne(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "lt", [](T a, T b) { return lt(a, b); }, "input"_a, "other"_a);
+      "lt",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return lt(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "lt", [](T a, S b) { return lt(a, b); }, "input"_a, "other"_a);
+      "lt", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return lt(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "le", [](T a, T b) { return le(a, b); }, "input"_a, "other"_a);
+      "le",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return le(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "le", [](T a, S b) { return le(a, b); }, "input"_a, "other"_a);
+      "le", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return le(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "gt", [](T a, T b) { return gt(a, b); }, "input"_a, "other"_a);
+      "gt",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return gt(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "gt", [](T a, S b) { return gt(a, b); }, "input"_a, "other"_a);
+      "gt", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return gt(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "ge", [](T a, T b) { return ge(a, b); }, "input"_a, "other"_a);
+      "ge",
+      [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return ge(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
-      "ge", [](T a, S b) { return ge(a, b); }, "input"_a, "other"_a);
+      "ge", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return ge(a, b); }); },
+      "input"_a, "other"_a);
   m.def(
       "where",
       [](T condition, nb::handle input, nb::handle other) {
@@ -232,14 +268,16 @@ void bind_reductions(nb::module_& m) {
   m.def(
       "sum",
       [](T x, nb::handle dim, bool keepdim) {
-        return sum(x, dims_from_object(dim, "sum"), keepdim);
+        const Shape dims = dims_from_object(dim, "sum");
+        return maybe_without_gil(x.numel(), [&] { return sum(x, dims, keepdim); });
       },
       "input"_a, "dim"_a = nb::none(), "keepdim"_a = false,
       "Sum over dim (an int, a sequence, or None: all dims).");
   m.def(
       "mean",
       [](T x, nb::handle dim, bool keepdim) {
-        return mean(x, dims_from_object(dim, "mean"), keepdim);
+        const Shape dims = dims_from_object(dim, "mean");
+        return maybe_without_gil(x.numel(), [&] { return mean(x, dims, keepdim); });
       },
       "input"_a, "dim"_a = nb::none(), "keepdim"_a = false);
   m.def(
@@ -252,7 +290,11 @@ void bind_reductions(nb::module_& m) {
       },
       "input"_a, "dim"_a, "keepdim"_a = false, "(values, indices) of the largest along dim.");
   m.def(
-      "max", [](T a, T b) { return maximum(a, b); }, "input"_a, "other"_a);
+      "max",
+      [](T a, T b) {
+        return maybe_without_gil(a.numel() + b.numel(), [&] { return maximum(a, b); });
+      },
+      "input"_a, "other"_a);
   m.def(
       "min", [](T x) { return st::min(x); }, "input"_a);
   m.def(
@@ -263,7 +305,11 @@ void bind_reductions(nb::module_& m) {
       },
       "input"_a, "dim"_a, "keepdim"_a = false, "(values, indices) of the smallest along dim.");
   m.def(
-      "min", [](T a, T b) { return minimum(a, b); }, "input"_a, "other"_a);
+      "min",
+      [](T a, T b) {
+        return maybe_without_gil(a.numel() + b.numel(), [&] { return minimum(a, b); });
+      },
+      "input"_a, "other"_a);
   m.def(
       "amax",
       [](T x, nb::handle dim, bool keepdim) {
@@ -326,11 +372,17 @@ void bind_nn(nb::module_& m) {
       },
       "input"_a, "weight"_a, "bias"_a = nb::none(), "input @ weight^T + bias, the bias fused.");
   m.def(
-      "softmax", [](T x, int64_t dim) { return softmax(x, dim); }, "input"_a, "dim"_a,
-      "exp(x) / sum(exp(x)) along dim, fused and stable.");
+      "softmax",
+      [](T x, int64_t dim) {
+        return maybe_without_gil(x.numel(), [&] { return softmax(x, dim); });
+      },
+      "input"_a, "dim"_a, "exp(x) / sum(exp(x)) along dim, fused and stable.");
   m.def(
-      "log_softmax", [](T x, int64_t dim) { return log_softmax(x, dim); }, "input"_a, "dim"_a,
-      "log(softmax(x, dim)), fused and stable.");
+      "log_softmax",
+      [](T x, int64_t dim) {
+        return maybe_without_gil(x.numel(), [&] { return log_softmax(x, dim); });
+      },
+      "input"_a, "dim"_a, "log(softmax(x, dim)), fused and stable.");
   m.def(
       "layer_norm",
       [](T x, nb::handle normalized_shape, std::optional<Tensor> weight, std::optional<Tensor> bias,
@@ -346,7 +398,9 @@ void bind_nn(nb::module_& m) {
   m.def(
       "cross_entropy",
       [](T logits, T target, int64_t ignore_index, const std::string& reduction) {
-        return cross_entropy(logits, target, ignore_index, reduction_from(reduction));
+        const Reduction how = reduction_from(reduction);
+        return maybe_without_gil(logits.numel(),
+                                 [&] { return cross_entropy(logits, target, ignore_index, how); });
       },
       "input"_a, "target"_a, nb::kw_only(), "ignore_index"_a = -100, "reduction"_a = "mean",
       "Fused log_softmax + negative log-likelihood of class indices.");

@@ -9,16 +9,6 @@
 namespace st::python {
 namespace {
 
-// Runs `fn` with the GIL released when `work` elements are enough to be worth it.
-template <typename Fn>
-decltype(auto) maybe_without_gil(int64_t work, Fn&& fn) {
-  if (work >= kReleaseGilElements) {
-    nb::gil_scoped_release release;
-    return fn();
-  }
-  return fn();
-}
-
 int64_t as_int(nb::handle obj, const char* op) {
   if (PyLong_Check(obj.ptr()) && !PyBool_Check(obj.ptr())) return nb::cast<int64_t>(obj);
   if (!nb::isinstance<Tensor>(obj) && PyObject_HasAttrString(obj.ptr(), "__index__")) {
@@ -85,29 +75,47 @@ void bind_binary_operators(Class& cls) {
   using S = const Scalar&;
   // Tensor overloads come first, so a tensor never goes through the number conversion.
   cls.def(
-         "__add__", [](T a, T b) { return a + b; }, nb::is_operator())
+         "__add__",
+         [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return a + b; }); },
+         nb::is_operator())
       .def(
-          "__add__", [](T a, S b) { return a + b; }, nb::is_operator())
+          "__add__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return a + b; }); },
+          nb::is_operator())
       .def(
-          "__radd__", [](T a, S b) { return b + a; }, nb::is_operator())
+          "__radd__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return b + a; }); },
+          nb::is_operator())
       .def(
-          "__sub__", [](T a, T b) { return a - b; }, nb::is_operator())
+          "__sub__",
+          [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return a - b; }); },
+          nb::is_operator())
       .def(
-          "__sub__", [](T a, S b) { return a - b; }, nb::is_operator())
+          "__sub__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return a - b; }); },
+          nb::is_operator())
       .def(
-          "__rsub__", [](T a, S b) { return b - a; }, nb::is_operator())
+          "__rsub__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return b - a; }); },
+          nb::is_operator())
       .def(
-          "__mul__", [](T a, T b) { return a * b; }, nb::is_operator())
+          "__mul__",
+          [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return a * b; }); },
+          nb::is_operator())
       .def(
-          "__mul__", [](T a, S b) { return a * b; }, nb::is_operator())
+          "__mul__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return a * b; }); },
+          nb::is_operator())
       .def(
-          "__rmul__", [](T a, S b) { return b * a; }, nb::is_operator())
+          "__rmul__", [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return b * a; }); },
+          nb::is_operator())
       .def(
-          "__truediv__", [](T a, T b) { return a / b; }, nb::is_operator())
+          "__truediv__",
+          [](T a, T b) { return maybe_without_gil(a.numel() + b.numel(), [&] { return a / b; }); },
+          nb::is_operator())
       .def(
-          "__truediv__", [](T a, S b) { return a / b; }, nb::is_operator())
+          "__truediv__",
+          [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return a / b; }); },
+          nb::is_operator())
       .def(
-          "__rtruediv__", [](T a, S b) { return b / a; }, nb::is_operator())
+          "__rtruediv__",
+          [](T a, S b) { return maybe_without_gil(a.numel(), [&] { return b / a; }); },
+          nb::is_operator())
       .def(
           "__pow__", [](T a, T b) { return st::pow(a, b); }, nb::is_operator())
       .def(
@@ -246,16 +254,18 @@ void bind_math_methods(Class& cls) {
   cls.def(
          "sum",
          [](T x, nb::handle dim, bool keepdim, std::optional<DType> dtype) {
-           const Tensor in = dtype ? x.to(*dtype) : x;
-           return st::sum(in, dims_from_object(dim, "sum"), keepdim);
+           const Shape dims = dims_from_object(dim, "sum");
+           return maybe_without_gil(
+               x.numel(), [&] { return st::sum(dtype ? x.to(*dtype) : x, dims, keepdim); });
          },
          nb::arg("dim") = nb::none(), nb::arg("keepdim") = false, nb::kw_only(),
          nb::arg("dtype") = nb::none(), "Sum over `dim` (an int, a sequence, or None: all dims).")
       .def(
           "mean",
           [](T x, nb::handle dim, bool keepdim, std::optional<DType> dtype) {
-            const Tensor in = dtype ? x.to(*dtype) : x;
-            return st::mean(in, dims_from_object(dim, "mean"), keepdim);
+            const Shape dims = dims_from_object(dim, "mean");
+            return maybe_without_gil(
+                x.numel(), [&] { return st::mean(dtype ? x.to(*dtype) : x, dims, keepdim); });
           },
           nb::arg("dim") = nb::none(), nb::arg("keepdim") = false, nb::kw_only(),
           nb::arg("dtype") = nb::none(), "Mean over `dim` (an int, a sequence, or None: all dims).")

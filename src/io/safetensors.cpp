@@ -313,7 +313,8 @@ Json parse_json(std::string_view text, const Source& src) {
   }
   try {
     return Json::parse(text.begin(), text.end(), on_event);
-  } catch (const Json::parse_error& e) {
+  } catch (const Json::exception& e) {
+    // parse_error for bad syntax, out_of_range for a number too large for a double.
     src.fail("header is not valid JSON: ", e.what());
   }
 }

@@ -42,7 +42,15 @@ Tensor batched_matmul(const Tensor& a, const Tensor& b) {
            " cannot be multiplied: ", "the inner dims differ (", K, " and ", K2, ")");
   const Shape a_batch(a.shape().begin(), a.shape().end() - 2);
   const Shape b_batch(b.shape().begin(), b.shape().end() - 2);
-  Shape batch_shape = broadcast_shapes(a_batch, b_batch, "matmul");
+  Shape batch_shape;
+  try {
+    batch_shape = broadcast_shapes(a_batch, b_batch, "matmul");
+  } catch (const ShapeError&) {
+    // Name the operands the caller passed, not only their batch dims.
+    throw ShapeError(detail::concat("[matmul] shapes ", a.shape(), " and ", b.shape(),
+                                    " cannot be multiplied: the batch dims ", a_batch, " and ",
+                                    b_batch, " cannot be broadcast"));
+  }
   const int64_t batch = shape_numel(batch_shape);
 
   Shape out_shape = batch_shape;

@@ -22,7 +22,14 @@ Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op
   ST_CHECK(device.index >= 0 && device.index < be.device_count(), DeviceError, "[", op, "] device ",
            device, " does not exist; this machine has ", be.device_count(), " ",
            device_type_name(device.type), " device(s)");
-  void* data = be.allocate(nbytes, device.index);
+  void* data = nullptr;
+  try {
+    data = be.allocate(nbytes, device.index);
+  } catch (const OutOfMemoryError& e) {
+    // The allocator knows its pool's state; the op and the tensor are known here.
+    throw OutOfMemoryError(detail::concat("[", op, "] cannot allocate a tensor of shape ", shape,
+                                          " and dtype ", dtype, " on ", device, ": ", e.what()));
+  }
   auto impl = std::make_shared<TensorImpl>();
   // Captures 16 bytes, which std::function keeps inline: no second heap allocation per tensor.
   impl->storage = std::make_shared<Storage>(data, nbytes, device, [nbytes, device](void* p) {

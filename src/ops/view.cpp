@@ -1,6 +1,7 @@
 // Views: new shape/strides/offset over the same storage. Each is differentiable.
 
 #include <algorithm>
+#include <limits>
 
 #include "autograd/derivatives.h"
 #include "ops/op_utils.h"
@@ -201,6 +202,16 @@ Tensor Tensor::expand(const Shape& requested) const {
     if (i >= lead && own == want) new_strides[i] = strides()[i - lead];
   }
   if (new_shape == shape()) return *this;
+  // A view's element count must fit int64 as an allocation's must: kernels index with it.
+  if (std::find(new_shape.begin(), new_shape.end(), 0) == new_shape.end()) {
+    int64_t n = 1;
+    for (int64_t s : new_shape) {
+      ST_CHECK(n <= std::numeric_limits<int64_t>::max() / s, ShapeError,
+               "[expand] cannot expand shape ", shape(), " to ", requested,
+               ": the number of elements overflows int64");
+      n *= s;
+    }
+  }
   Tensor out = make_view(*this, new_shape, new_strides, offset());
   autograd::record_expand(*this, out);
   return out;

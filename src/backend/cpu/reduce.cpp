@@ -338,7 +338,8 @@ void reduce_typed(const Tensor& out, const Tensor& in, const std::vector<int64_t
 // `|` rather than `&&` and `||` keep the tile loop below free of branches.
 template <bool kMax, typename A>
 bool beats(A v, A best) {
-  return (!is_nan(best)) & ((kMax ? v > best : v < best) | is_nan(v));
+  const int wins = int{kMax ? v > best : v < best} | int{is_nan(v)};
+  return (!is_nan(best)) & wins;
 }
 
 template <bool kMax, typename T>
