@@ -7,6 +7,7 @@
 // signature (collective, dtype, element count, shape, root, reduce op) and every rank throws the
 // same DistributedError when they differ. A collective that does not complete within the group's
 // timeout throws TimeoutError instead of hanging; a group that timed out should be abort()ed.
+// Collectives and waits are issued from one thread at a time (MPI runs MPI_THREAD_SERIALIZED).
 
 #include <chrono>
 #include <cstdint>
