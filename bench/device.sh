@@ -4,10 +4,13 @@
 # each of our own GEMM paths, compute-sanitizer memcheck on the CUDA tests, then the benchmarks
 # beside PyTorch. Logs go to $OUT (default ./out); a short summary table is printed last.
 #
-#   bash bench/device.sh [test] [gemm] [bench]     (default: all three)
+#   bash bench/device.sh [build] [test] [gemm] [bench]     (default: test gemm bench)
 #
-# test: the whole suite, then memcheck and racecheck on the CUDA tests; gemm: the CUDA tests with
-# ST_CUDA_GEMM=tiled and =tensorcore; bench: bench_cuda beside PyTorch (bench/torch_compare.py).
+# build: only the build (the library, the tests and the Python package, importable with
+# PYTHONPATH=build-device/python); test: the whole suite, then memcheck and racecheck on the CUDA
+# tests; gemm: the CUDA tests with ST_CUDA_GEMM=tiled and =tensorcore; bench:
+# bench/cuda_vs_torch.py, SpiralTorch beside PyTorch (its dated table goes to
+# $OUT/cuda_results.md; ST_BENCH_ARGS adds arguments, e.g. --no-compile).
 #
 # vulkan: bench/device-vulkan.sh run (the Vulkan backend beside the CUDA backend and PyTorch).
 #
@@ -50,10 +53,12 @@ else
 fi
 prefix_path=$(IFS=';'; echo "${prefixes[*]:-}")
 
+extra+=(-DST_BUILD_PYTHON=ON -DPython_EXECUTABLE="$(command -v python3)")
 cmake -S . -B "$build" -G Ninja -DCMAKE_BUILD_TYPE=Release -DST_ENABLE_CUDA=ON \
   -DST_ENABLE_VULKAN=OFF -DST_BUILD_EXAMPLES=OFF -DST_BUILD_APPS=OFF -DCMAKE_PREFIX_PATH="$prefix_path" "${extra[@]}" \
   >"$out/configure.log" 2>&1 || { tail -30 "$out/configure.log"; exit 1; }
-time cmake --build "$build" -j "$jobs" >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
+# ST_DEVICE_TARGETS (e.g. "spiraltorch test_ops _C") builds only those targets.
+time cmake --build "$build" -j "$jobs" ${ST_DEVICE_TARGETS:+--target $ST_DEVICE_TARGETS} >"$out/build.log" 2>&1 || { grep -E "error|Error" -A3 "$out/build.log" | head -60; exit 1; }
 note "build: ok"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.mem --format=csv,noheader | tee -a "$out/build.log"
 
@@ -84,10 +89,8 @@ if want gemm; then
 fi
 
 if want bench; then
-  g++ -O2 -std=c++20 -Iinclude -I"$build/include" bench/bench_cuda.cpp -o "$build/bench_cuda" \
-    -L"$build" -lspiraltorch -Wl,-rpath,"$PWD/$build" >"$out/bench_build.log" 2>&1 ||
-    { cat "$out/bench_build.log"; exit 1; }
-  timeout 400 python3 bench/torch_compare.py "$build/bench_cuda" >"$out/bench.log" 2>&1
+  PYTHONPATH="$PWD/$build/python" PYTHONUNBUFFERED=1 timeout 500 python3 bench/cuda_vs_torch.py \
+    --results "$out/cuda_results.md" ${ST_BENCH_ARGS:-} >"$out/bench.log" 2>&1
   note "bench rc=$?"
 fi
 

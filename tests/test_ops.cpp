@@ -251,10 +251,13 @@ TEST_P(NNOps, SoftmaxWithMinusInfinity) {
   EXPECT_CLOSE(st::log_softmax(input(a), 1), map_lanes(a, 1, log_softmax_lane), tol());
 }
 
-// Rows either side of the vectorized paths (widths a multiple of 4, up to 8192) and rows that
-// start off 16-byte alignment; the backward pass against y * (g - sum(g * y)) per row.
+// Rows either side of the vectorized paths (widths a multiple of 4 or 8) and of the widths where
+// CUDA's held rows change shape (a warp per row up to 256, 512 and 1024 columns, a block holding 8,
+// 16 or 32 values a thread up to 8192, 16384 and 32768, a loop over longer rows), odd widths, and
+// rows that start off 16-byte alignment; the backward pass against y * (g - sum(g * y)) per row.
 TEST_P(NNOps, SoftmaxRowsAcrossVectorWidths) {
-  for (int64_t cols : {4, 12, 1024, 8192, 8196}) {
+  for (int64_t cols : {1, 4, 12, 33, 256, 257, 512, 520, 1023, 1024, 1032, 8192, 8196, 16384, 16392,
+                       32768, 32776}) {
     for (int64_t skip : {0, 1}) {
       SCOPED_TRACE("cols " + std::to_string(cols) + " skipping " + std::to_string(skip) + " rows");
       NDArray a = grid_random({3 + skip, cols}, rng), g = grid_random({3, cols}, rng);
@@ -377,10 +380,12 @@ TEST_P(NNOps, LayerNormLarge) {
   EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
 }
 
-// Rows either side of the vectorized paths (widths a multiple of 4, up to 8192), with and without
-// weight and bias, and rows that start off 16-byte alignment.
+// Rows either side of the vectorized paths (widths a multiple of 4 or 8) and of the widths where
+// CUDA's held rows change shape (a warp per row up to 256, 512 or 1024 columns, a block up to
+// 8192, a loop over longer rows), with and without weight and bias, and rows that start off
+// 16-byte alignment.
 TEST_P(NNOps, LayerNormRowsAcrossVectorWidths) {
-  for (int64_t cols : {1024, 8192, 8196}) {
+  for (int64_t cols : {3, 256, 264, 384, 513, 1024, 8192, 8196, 8200}) {
     for (int64_t skip : {0, 1}) {
       for (bool affine : {true, false}) {
         SCOPED_TRACE("cols " + std::to_string(cols) + " skipping " + std::to_string(skip) +
@@ -395,6 +400,52 @@ TEST_P(NNOps, LayerNormRowsAcrossVectorWidths) {
             layer_norm_ref(x, 1, affine ? &w : nullptr, affine ? &b : nullptr, 1e-5, &scale);
         EXPECT_CLOSE(y, expected, scaled(tol(), 2), &scale);
       }
+    }
+  }
+}
+
+// The backward pass at the same widths, over enough rows that CUDA splits the weight and bias
+// gradients into partial sums: grad_x = rstd (d - mean(d) - xhat mean(d xhat)) with d = g w,
+// grad_w = sum over rows of g xhat, grad_b = sum of g, against float64.
+TEST_P(NNOps, LayerNormBackwardAcrossWidths) {
+  const int64_t rows = 37;
+  for (int64_t cols : {3, 256, 264, 384, 513, 1024, 4096, 8196, 8200}) {
+    for (int64_t skip : {0, 1}) {
+      SCOPED_TRACE("cols " + std::to_string(cols) + " skipping " + std::to_string(skip) + " rows");
+      NDArray a = grid_random({rows + skip, cols}, rng), g = grid_random({rows, cols}, rng),
+              w = grid_random({cols}, rng, -2, 2), b = grid_random({cols}, rng);
+      Tensor x = input(a).narrow(0, skip, rows).detach();
+      Tensor wt = input(w).detach(), bt = input(b).detach();
+      for (Tensor* t : {&x, &wt, &bt}) t->set_requires_grad(true);
+      (st::layer_norm(x, {cols}, wt, bt) * input(g)).sum().backward();
+      NDArray gx({rows, cols}), gx_scale({rows, cols}), gw({cols}), gw_scale({cols}), gb({cols}),
+          gb_scale({cols});
+      for (int64_t r = 0; r < rows; ++r) {
+        const double* xr = a.data.data() + (r + skip) * cols;
+        double mean = 0, var = 0;
+        for (int64_t c = 0; c < cols; ++c) mean += xr[c] / static_cast<double>(cols);
+        for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean) / cols;
+        const double rstd = 1 / std::sqrt(var + 1e-5);
+        double mean_d = 0, mean_dx = 0;
+        for (int64_t c = 0; c < cols; ++c) {
+          const double d = g[r * cols + c] * w[c], xhat = (xr[c] - mean) * rstd;
+          mean_d += d / static_cast<double>(cols);
+          mean_dx += d * xhat / static_cast<double>(cols);
+          gw[c] += g[r * cols + c] * xhat;
+          gw_scale[c] += std::fabs(g[r * cols + c] * xhat);
+          gb[c] += g[r * cols + c];
+          gb_scale[c] += std::fabs(g[r * cols + c]);
+        }
+        for (int64_t c = 0; c < cols; ++c) {
+          const double d = g[r * cols + c] * w[c], xhat = (xr[c] - mean) * rstd;
+          gx[r * cols + c] = rstd * (d - mean_d - xhat * mean_dx);
+          gx_scale[r * cols + c] =
+              rstd * (std::fabs(d) + std::fabs(mean_d) + std::fabs(xhat * mean_dx));
+        }
+      }
+      EXPECT_CLOSE(x.grad(), gx, scaled(tol(), 4), &gx_scale);
+      EXPECT_CLOSE(wt.grad(), gw, scaled(tol(), 4), &gw_scale);
+      EXPECT_CLOSE(bt.grad(), gb, scaled(tol(), 4), &gb_scale);
     }
   }
 }

@@ -1,4 +1,5 @@
-// st.cuda: device count, synchronization, allocator statistics and GEMM settings (cuda.h).
+// st.cuda: device count, synchronization, allocator statistics, events and GEMM settings
+// (cuda.h).
 // Callable in every build; without a CUDA backend is_available() is False.
 
 #include <spiraltorch/cuda.h>
@@ -42,6 +43,49 @@ void init_cuda(nb::module_& m) {
       "device"_a = 0, "The caching allocator's statistics for one device, in bytes and counts.");
   cuda.def("empty_cache", &st::cuda::empty_cache,
            "Gives every cached block of every device back to the driver.");
+  nb::class_<st::cuda::Event>(cuda, "Event",
+                              "A mark in the work queued on a device's stream, for timing and "
+                              "ordering (as torch.cuda.Event, always able to time).")
+      .def(nb::init<int>(), "device"_a = 0)
+      .def("record", &st::cuda::Event::record,
+           "Marks the work queued so far on the device's current stream.")
+      .def(
+          "synchronize",
+          [](const st::cuda::Event& e) {
+            nb::gil_scoped_release release;
+            e.synchronize();
+          },
+          "Waits until the marked work has finished.")
+      .def("query", &st::cuda::Event::query, "Whether the marked work has finished.")
+      .def(
+          "elapsed_time",
+          [](const st::cuda::Event& start, const st::cuda::Event& end) {
+            nb::gil_scoped_release release;
+            return start.elapsed_time(end);
+          },
+          "end"_a, "Milliseconds from this event to `end`; waits for `end`.")
+      .def("wait", &st::cuda::Event::wait, "device"_a = 0,
+           "Makes the device's current stream wait for the marked work; the host does not wait.")
+      .def_prop_ro("device", &st::cuda::Event::device);
+  cuda.def(
+      "set_gemm_backend",
+      [](const std::string& name) {
+        using st::cuda::GemmBackend;
+        ST_CHECK(name == "cublaslt" || name == "tiled" || name == "tensorcore", ValueError,
+                 "[set_gemm_backend] expected 'cublaslt', 'tiled' or 'tensorcore', got '", name,
+                 "'");
+        st::cuda::set_gemm_backend(name == "tiled"        ? GemmBackend::Tiled
+                                   : name == "tensorcore" ? GemmBackend::TensorCore
+                                                          : GemmBackend::CublasLt);
+      },
+      "name"_a, "Which GEMM serves matmul on CUDA: 'cublaslt' (default), 'tiled' or 'tensorcore'.");
+  cuda.def("gemm_backend", [] {
+    switch (st::cuda::gemm_backend()) {
+      case st::cuda::GemmBackend::Tiled: return "tiled";
+      case st::cuda::GemmBackend::TensorCore: return "tensorcore";
+      default: return "cublaslt";
+    }
+  });
   cuda.def("set_allow_tf32", &st::cuda::set_allow_tf32, "allow"_a,
            "Whether float32 matmuls may round their inputs to TF32 on the tensor cores.");
   cuda.def("allow_tf32", &st::cuda::allow_tf32);

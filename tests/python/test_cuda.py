@@ -46,3 +46,21 @@ def test_dlpack_cuda_with_torch_both_ways():
     assert w.tolist() == [2, 2, 2, 2]
     assert st.cuda.is_available() and st.cuda.device_count() >= 1
     assert st.cuda.memory_stats()["allocated_bytes"] > 0
+
+
+def test_events_time_queued_work_and_gemm_backend_is_selectable():
+    start, end = st.cuda.Event(), st.cuda.Event()
+    a = st.randn(1024, 1024, device="cuda")
+    start.record()
+    for _ in range(20):
+        a = a @ a.T / 1024
+    end.record()
+    end.synchronize()
+    assert end.query() and start.device == 0
+    assert start.elapsed_time(end) > 0
+    assert st.cuda.gemm_backend() == "cublaslt"
+    for name in ("tiled", "tensorcore", "cublaslt"):
+        st.cuda.set_gemm_backend(name)
+        assert st.cuda.gemm_backend() == name
+    with pytest.raises(ValueError, match="set_gemm_backend"):
+        st.cuda.set_gemm_backend("cublas")

@@ -5,10 +5,12 @@
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
+#include <algorithm>
 #include <array>
 #include <cstdint>
 #include <limits>
 #include <type_traits>
+#include <utility>
 
 #include "backend/cuda/cuda_backend.h"
 
@@ -213,71 +215,178 @@ struct alignas(16) Vec16 {
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
-// Row kernels (softmax, layer_norm) keep up to kRowPerThread values per thread in registers, so a
-// row is read from memory once. With `vec`, thread t holds the contiguous columns [8t, 8t + 8),
-// moved by 16-byte loads and stores (the row length a multiple of 8, the rows 16-byte aligned);
-// otherwise columns t + j * blockDim.x, one element at a time.
-constexpr int kRowPerThread = 8;
-
-__device__ __forceinline__ int64_t row_col(int j, bool vec) {
-  return vec ? static_cast<int64_t>(threadIdx.x) * kRowPerThread + j
-             : threadIdx.x + static_cast<int64_t>(j) * blockDim.x;
+// Row kernels (softmax, layer_norm) hold a row in registers, so that it is read from memory once.
+// The threads serving one row, a warp for short rows or the whole block, each keep E of its values.
+// With `vec` (the row length a multiple of the 16-byte group, the rows 16-byte aligned), thread
+// `lane` of `lanes` holds the groups lane, lane + lanes, lane + 2 lanes, ...: every load of a warp
+// reads 512 contiguous bytes. Otherwise it holds the columns lane, lane + lanes, ...
+template <typename T>
+__device__ __forceinline__ int64_t held_col(int j, int lane, int lanes, bool vec) {
+  constexpr int V = Vec16<T>::kCount;
+  return vec ? (static_cast<int64_t>(j / V) * lanes + lane) * V + j % V
+             : static_cast<int64_t>(j) * lanes + lane;
 }
 
-template <typename T>
-__device__ __forceinline__ void load_row(const T* x, int64_t cols, bool vec,
-                                         calc_t<T> (&v)[kRowPerThread], calc_t<T> fill) {
+// Loads the values a thread holds of row `x`; columns past the row take `fill`.
+template <typename T, int E>
+__device__ __forceinline__ void load_held(const T* x, int64_t cols, int lane, int lanes, bool vec,
+                                          calc_t<T> (&v)[E], calc_t<T> fill) {
+  constexpr int V = Vec16<T>::kCount;
+  static_assert(E % V == 0, "a thread holds whole 16-byte groups");
   if (vec) {
-    constexpr int kPer = Vec16<T>::kCount;
-    const int64_t c0 = static_cast<int64_t>(threadIdx.x) * kRowPerThread;
 #pragma unroll
-    for (int k = 0; k < kRowPerThread / kPer; ++k) {
-      if (c0 < cols) {
-        const Vec16<T> w = reinterpret_cast<const Vec16<T>*>(x + c0)[k];
+    for (int k = 0; k < E / V; ++k) {
+      const int64_t c = (static_cast<int64_t>(k) * lanes + lane) * V;
+      if (c < cols) {
+        const Vec16<T> w = *reinterpret_cast<const Vec16<T>*>(x + c);
 #pragma unroll
-        for (int e = 0; e < kPer; ++e) v[k * kPer + e] = load(w.v[e]);
+        for (int e = 0; e < V; ++e) v[k * V + e] = load(w.v[e]);
       } else {
 #pragma unroll
-        for (int e = 0; e < kPer; ++e) v[k * kPer + e] = fill;
+        for (int e = 0; e < V; ++e) v[k * V + e] = fill;
       }
     }
   } else {
 #pragma unroll
-    for (int j = 0; j < kRowPerThread; ++j) {
-      const int64_t c = row_col(j, false);
+    for (int j = 0; j < E; ++j) {
+      const int64_t c = static_cast<int64_t>(j) * lanes + lane;
       v[j] = c < cols ? load(x[c]) : fill;
     }
   }
 }
 
-template <typename T>
-__device__ __forceinline__ void store_row(T* y, int64_t cols, bool vec,
-                                          const calc_t<T> (&v)[kRowPerThread]) {
+template <typename T, int E>
+__device__ __forceinline__ void store_held(T* y, int64_t cols, int lane, int lanes, bool vec,
+                                           const calc_t<T> (&v)[E]) {
+  constexpr int V = Vec16<T>::kCount;
   if (vec) {
-    constexpr int kPer = Vec16<T>::kCount;
-    const int64_t c0 = static_cast<int64_t>(threadIdx.x) * kRowPerThread;
-    if (c0 >= cols) return;
 #pragma unroll
-    for (int k = 0; k < kRowPerThread / kPer; ++k) {
+    for (int k = 0; k < E / V; ++k) {
+      const int64_t c = (static_cast<int64_t>(k) * lanes + lane) * V;
+      if (c >= cols) continue;
       Vec16<T> w;
 #pragma unroll
-      for (int e = 0; e < kPer; ++e) w.v[e] = store<T>(v[k * kPer + e]);
-      reinterpret_cast<Vec16<T>*>(y + c0)[k] = w;
+      for (int e = 0; e < V; ++e) w.v[e] = store<T>(v[k * V + e]);
+      *reinterpret_cast<Vec16<T>*>(y + c) = w;
     }
   } else {
 #pragma unroll
-    for (int j = 0; j < kRowPerThread; ++j) {
-      const int64_t c = row_col(j, false);
+    for (int j = 0; j < E; ++j) {
+      const int64_t c = static_cast<int64_t>(j) * lanes + lane;
       if (c < cols) y[c] = store<T>(v[j]);
     }
   }
 }
 
-// Whether rows of `cols` elements at `a` and `b` can take the vector path of load_row/store_row.
-template <typename T>
-__device__ __forceinline__ bool row_vec_ok(int64_t cols, const void* a, const void* b) {
-  return cols % kRowPerThread == 0 &&
-         ((reinterpret_cast<uintptr_t>(a) | reinterpret_cast<uintptr_t>(b)) & 15) == 0;
+// Whether rows of `cols` elements at the given pointers can take the vector path of load_held.
+template <typename T, typename... P>
+bool held_vec_ok(int64_t cols, const P*... ptrs) {
+  return cols % Vec16<T>::kCount == 0 && (... && aligned16(ptrs));
+}
+
+// The threads serving one row of a held-row kernel: a warp (kWarpRow) or the block. Reductions
+// over them; `shared` (32 values) serves the block's.
+template <bool kWarpRow>
+struct RowGroup {
+  __device__ __forceinline__ static int lane() { return kWarpRow ? threadIdx.x & 31 : threadIdx.x; }
+  __device__ __forceinline__ static int lanes() { return kWarpRow ? 32 : blockDim.x; }
+  // The first row of this group and the step between its rows.
+  __device__ __forceinline__ static int64_t first_row() {
+    return kWarpRow ? static_cast<int64_t>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)
+                    : blockIdx.x;
+  }
+  __device__ __forceinline__ static int64_t row_step() {
+    return kWarpRow ? static_cast<int64_t>(gridDim.x) * (blockDim.x >> 5) : gridDim.x;
+  }
+  template <typename C>
+  __device__ __forceinline__ static C sum(C v, C* shared) {
+    return kWarpRow ? warp_sum(v) : block_sum(v, shared);
+  }
+  template <typename C>
+  __device__ __forceinline__ static C max(C v, C* shared) {
+    return kWarpRow ? warp_max(v) : block_max(v, shared);
+  }
+};
+
+// A block of a held-row kernel serving warp rows runs kHeldWarpsPerBlock of them at a time.
+constexpr int kHeldWarpsPerBlock = 4;
+
+// How a held-row kernel serves rows of `cols`: a thread holds E = 8, 16 or 32 values, and kGroup
+// says which threads share a row: kWarpRows (a warp per row, up to 32 * kMaxHeld columns), or a
+// block of up to kGroup threads (256 or 1024), which also bounds the kernel's threads and so sets
+// the registers it may use (a block of 1024 threads has 64 a thread). More values a thread in
+// fewer threads keep more bytes in flight for the same registers: a block of 128 to 256 threads
+// is taken where it fits, else a block of up to 1024 holding at most kMaxWideHeld values each.
+// Calls fn(std::integral_constant<int, E>{}, std::integral_constant<int, kGroup>{}, threads per
+// row) and returns true, or returns false for rows too long to hold.
+constexpr int kWarpRows = 0;
+
+template <int kGroup>
+constexpr int held_max_threads() {
+  return kGroup == kWarpRows ? 32 * kHeldWarpsPerBlock : kGroup;
+}
+
+// Resident blocks for a held-row kernel of up to kRegs registers a thread (of 64K a
+// multiprocessor), for __launch_bounds__: left to itself, ptxas spends up to twice that on some
+// shapes, and fewer rows are in flight.
+template <int kGroup, int kRegs>
+constexpr int held_min_blocks() {
+  return std::max(1, 65536 / (kRegs * held_max_threads<kGroup>()));
+}
+
+template <int kMaxHeld, int kMaxWideHeld, typename Fn>
+bool dispatch_held(int64_t cols, Fn&& fn) {
+  static_assert(kMaxHeld == 8 || kMaxHeld == 16 || kMaxHeld == 32);
+  static_assert(kMaxWideHeld == 8 || kMaxWideHeld == 16 || kMaxWideHeld == 32);
+  using E8 = std::integral_constant<int, 8>;
+  using E16 = std::integral_constant<int, 16>;
+  using E32 = std::integral_constant<int, 32>;
+  using Warp = std::integral_constant<int, kWarpRows>;
+  using Narrow = std::integral_constant<int, 256>;
+  using Wide = std::integral_constant<int, 1024>;
+  const auto threads = [&](int held) {
+    return static_cast<int>(std::min<int64_t>(((cols + held - 1) / held + 31) / 32 * 32, 2048));
+  };
+  const auto narrow = [&](int held) {
+    return held <= kMaxHeld && threads(held) <= 256 && (threads(held) >= 128 || held == 8);
+  };
+  const auto wide = [&](int held) { return held <= kMaxWideHeld && threads(held) <= 1024; };
+  if (cols <= 32 * 8) {
+    fn(E8{}, Warp{}, 32);
+  } else if (kMaxHeld >= 16 && cols <= 32 * 16) {
+    if constexpr (kMaxHeld >= 16) fn(E16{}, Warp{}, 32);
+  } else if (kMaxHeld >= 32 && cols <= 32 * 32) {
+    if constexpr (kMaxHeld >= 32) fn(E32{}, Warp{}, 32);
+  } else if (narrow(32)) {
+    if constexpr (kMaxHeld >= 32) fn(E32{}, Narrow{}, threads(32));
+  } else if (narrow(16)) {
+    if constexpr (kMaxHeld >= 16) fn(E16{}, Narrow{}, threads(16));
+  } else if (narrow(8)) {
+    fn(E8{}, Narrow{}, threads(8));
+  } else if (wide(8)) {
+    fn(E8{}, Wide{}, threads(8));
+  } else if (wide(16)) {
+    if constexpr (kMaxWideHeld >= 16) fn(E16{}, Wide{}, threads(16));
+  } else if (wide(32)) {
+    if constexpr (kMaxWideHeld >= 32) fn(E32{}, Wide{}, threads(32));
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Grid and block size of a held-row kernel: no more blocks than the multiprocessors hold at
+// once (`per_sm` each, by default as many as their threads allow), each walking many rows, and
+// at least `min_rows` rows for each warp or block that serves rows.
+template <bool kWarpRow>
+std::pair<unsigned, int> held_launch(int64_t rows, int threads, int device, int64_t min_rows = 1,
+                                     int per_sm = 0) {
+  const int block = kWarpRow ? 32 * kHeldWarpsPerBlock : threads;
+  const int64_t groups = (rows + min_rows - 1) / min_rows;
+  const int64_t wanted = kWarpRow ? (groups + kHeldWarpsPerBlock - 1) / kHeldWarpsPerBlock : groups;
+  if (per_sm <= 0) per_sm = std::max(2048 / block, 1);
+  const int64_t cap = static_cast<int64_t>(multiprocessors(device)) * per_sm;
+  return {static_cast<unsigned>(std::clamp<int64_t>(wanted, 1, cap)), block};
 }
 
 }  // namespace st::backend::cuda

@@ -1,8 +1,13 @@
 // Row-wise softmax and log_softmax (scaled, optionally causal) with their backward, and the fused
-// cross_entropy forward and backward. One block per row: the forward keeps a running maximum and
-// a sum rescaled to it (one read of the row for both statistics, then one read and one write for
-// the output, the second read mostly from cache); the backward reduces one dot product per row
-// and writes the gradient in the same pass over the row.
+// cross_entropy forward and backward.
+//
+// Rows that fit in registers (up to 32768 columns forward, 16384 backward; f32, f16, bf16) are
+// read once: a warp per row of up to 1024 columns, reducing with shuffles alone, a block per
+// longer row (common.cuh's dispatch_held). The forward takes the row maximum, then the sum of
+// exponentials, one exponential per element; the backward reduces one dot product and writes the
+// gradient from the held values. Longer rows and f64 take a block per row that loops over the row:
+// the forward keeps a running maximum and a sum rescaled to it (one read of the row for both
+// statistics, then one read and one write for the output), the backward reads the row twice.
 
 #include <algorithm>
 
@@ -60,45 +65,95 @@ __device__ __forceinline__ MaxSum<C> block_max_sum(MaxSum<C> v) {
   return v;
 }
 
+template <typename T, int E, int kGroup>
+__global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kGroup, 64>())
+    softmax_held_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int64_t causal_rows, bool log,
+                        bool vec, const T* in, T* out) {
+  using C = calc_t<T>;
+  using Group = RowGroup<kGroup == kWarpRows>;
+  __shared__ C shared[32];
+  const int lane = Group::lane(), lanes = Group::lanes();
+  for (int64_t r = Group::first_row(); r < rows; r += Group::row_step()) {
+    // Causal rows see columns up to their position in the group of queries.
+    const int64_t visible = causal_rows > 0 ? ::min(cols, r % causal_rows + 1) : cols;
+    C v[E];
+    load_held<T, E>(in + r * cols, cols, lane, lanes, vec, v, C(0));
+    C m = C(-INFINITY);
+#pragma unroll
+    for (int j = 0; j < E; ++j) {
+      v[j] = held_col<T>(j, lane, lanes, vec) < visible ? scale * v[j] : C(-INFINITY);
+      m = ::fmax(m, v[j]);
+    }
+    m = Group::max(m, shared);
+    // Every row sees at least its first column, so m is finite unless the input holds -inf.
+    const C shift = m == C(-INFINITY) ? C(0) : m;
+    C s = 0;
+#pragma unroll
+    for (int j = 0; j < E; ++j) {
+      const C e = ::exp(v[j] - shift);
+      s += e;
+      if (!log) v[j] = e;
+    }
+    s = Group::sum(s, shared);
+    if (log) {
+      const C lse = shift + ::log(s);
+#pragma unroll
+      for (int j = 0; j < E; ++j) v[j] -= lse;
+    } else {
+      const C inv = C(1) / s;
+#pragma unroll
+      for (int j = 0; j < E; ++j) v[j] *= inv;
+    }
+    store_held<T, E>(out + r * cols, cols, lane, lanes, vec, v);
+  }
+}
+
+// Rows too long to hold, and f64.
 template <typename T>
 __global__ void __launch_bounds__(1024)
     softmax_kernel(int64_t rows, int64_t cols, calc_t<T> scale, int64_t causal_rows, bool log,
                    const T* in, T* out) {
   using C = calc_t<T>;
-  const bool cached = cols <= kRowPerThread * static_cast<int64_t>(blockDim.x);
-  const bool vec = cached && row_vec_ok<T>(cols, in, out);
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
     T* y = out + r * cols;
-    // Causal rows see columns up to their position in the group of queries.
     const int64_t visible = causal_rows > 0 ? ::min(cols, r % causal_rows + 1) : cols;
     MaxSum<C> ms{C(-INFINITY), C(0)};
-    C v[kRowPerThread];
-    if (cached) {
-      load_row(x, cols, vec, v, C(0));
-#pragma unroll
-      for (int j = 0; j < kRowPerThread; ++j) {
-        v[j] = row_col(j, vec) < visible ? scale * v[j] : C(-INFINITY);
-        ms = add_value(ms, v[j]);
-      }
-    } else {
-      for (int64_t c = threadIdx.x; c < visible; c += blockDim.x)
-        ms = add_value(ms, scale * load(x[c]));
-    }
+    for (int64_t c = threadIdx.x; c < visible; c += blockDim.x)
+      ms = add_value(ms, scale * load(x[c]));
     ms = block_max_sum(ms);
     const C shift = ms.m + ::log(ms.s), inv = C(1) / ms.s;
-    if (cached) {
-#pragma unroll
-      for (int j = 0; j < kRowPerThread; ++j)
-        v[j] = log ? v[j] - shift : row_col(j, vec) < visible ? ::exp(v[j] - ms.m) * inv : C(0);
-      store_row(y, cols, vec, v);
-    } else if (log) {
+    if (log) {
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         y[c] = store<T>(scale * load(x[c]) - shift);
     } else {
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
         y[c] = store<T>(c < visible ? ::exp(scale * load(x[c]) - ms.m) * inv : C(0));
     }
+  }
+}
+
+// Up to 128 registers a thread: a thread keeps the values of two rows.
+template <typename T, int E, int kGroup>
+__global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kGroup, 128>())
+    softmax_backward_held_kernel(int64_t rows, int64_t cols, calc_t<T> scale, bool log, bool vec,
+                                 const T* grad_out, const T* out, T* grad_in) {
+  using C = calc_t<T>;
+  using Group = RowGroup<kGroup == kWarpRows>;
+  __shared__ C shared[32];
+  const int lane = Group::lane(), lanes = Group::lanes();
+  for (int64_t r = Group::first_row(); r < rows; r += Group::row_step()) {
+    C g[E], y[E];
+    load_held<T, E>(grad_out + r * cols, cols, lane, lanes, vec, g, C(0));
+    load_held<T, E>(out + r * cols, cols, lane, lanes, vec, y, C(0));
+    C dot = 0;
+#pragma unroll
+    for (int j = 0; j < E; ++j) dot += log ? g[j] : g[j] * y[j];
+    dot = Group::sum(dot, shared);
+#pragma unroll
+    for (int j = 0; j < E; ++j)
+      g[j] = log ? scale * (g[j] - ::exp(y[j]) * dot) : scale * y[j] * (g[j] - dot);
+    store_held<T, E>(grad_in + r * cols, cols, lane, lanes, vec, g);
   }
 }
 
@@ -188,11 +243,28 @@ void CudaBackend::softmax(const Tensor& out, const Tensor& in, bool log, double 
                           int64_t causal_rows) {
   const int64_t rows = in.shape()[0], cols = in.shape()[1];
   if (rows == 0 || cols == 0) return;
+  const int device = in.device().index;
+  const cudaStream_t stream = stream_of(in);
   dispatch_float(in.dtype(), "softmax", [&](auto tag) {
     using T = decltype(tag);
-    softmax_kernel<T><<<row_grid(rows), threads_for(cols), 0, stream_of(in)>>>(
-        rows, cols, static_cast<calc_t<T>>(scale), causal_rows, log,
-        static_cast<const T*>(in.data_ptr()), static_cast<T*>(out.data_ptr()));
+    using C = calc_t<T>;
+    const T* x = static_cast<const T*>(in.data_ptr());
+    T* y = static_cast<T*>(out.data_ptr());
+    bool held = false;
+    if constexpr (!std::is_same_v<T, double>) {
+      const bool vec = held_vec_ok<T>(cols, x, y);
+      held = dispatch_held<32, 32>(cols, [&](auto e, auto group, int threads) {
+        constexpr int E = decltype(e)::value;
+        constexpr int kGroup = decltype(group)::value;
+        constexpr bool kWarp = kGroup == kWarpRows;
+        const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
+        softmax_held_kernel<T, E, kGroup><<<grid, block, 0, stream>>>(
+            rows, cols, static_cast<C>(scale), causal_rows, log, vec, x, y);
+      });
+    }
+    if (!held)
+      softmax_kernel<T><<<row_grid(rows), threads_for(cols), 0, stream>>>(
+          rows, cols, static_cast<C>(scale), causal_rows, log, x, y);
     check_launch("softmax");
   });
 }
@@ -201,11 +273,29 @@ void CudaBackend::softmax_backward(const Tensor& grad_in, const Tensor& grad_out
                                    bool log, double scale) {
   const int64_t rows = out.shape()[0], cols = out.shape()[1];
   if (rows == 0 || cols == 0) return;
+  const int device = out.device().index;
+  const cudaStream_t stream = stream_of(out);
   dispatch_float(out.dtype(), "softmax_backward", [&](auto tag) {
     using T = decltype(tag);
-    softmax_backward_kernel<T><<<row_grid(rows), threads_for(cols), 0, stream_of(out)>>>(
-        rows, cols, static_cast<calc_t<T>>(scale), log, static_cast<const T*>(grad_out.data_ptr()),
-        static_cast<const T*>(out.data_ptr()), static_cast<T*>(grad_in.data_ptr()));
+    using C = calc_t<T>;
+    const T* g = static_cast<const T*>(grad_out.data_ptr());
+    const T* y = static_cast<const T*>(out.data_ptr());
+    T* gi = static_cast<T*>(grad_in.data_ptr());
+    bool held = false;
+    if constexpr (!std::is_same_v<T, double>) {
+      const bool vec = held_vec_ok<T>(cols, g, y, gi);
+      held = dispatch_held<32, 16>(cols, [&](auto e, auto group, int threads) {
+        constexpr int E = decltype(e)::value;
+        constexpr int kGroup = decltype(group)::value;
+        constexpr bool kWarp = kGroup == kWarpRows;
+        const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
+        softmax_backward_held_kernel<T, E, kGroup>
+            <<<grid, block, 0, stream>>>(rows, cols, static_cast<C>(scale), log, vec, g, y, gi);
+      });
+    }
+    if (!held)
+      softmax_backward_kernel<T><<<row_grid(rows), threads_for(cols), 0, stream>>>(
+          rows, cols, static_cast<C>(scale), log, g, y, gi);
     check_launch("softmax_backward");
   });
 }
