@@ -200,9 +200,13 @@ def bench_gemm(libs, table, args, l2):
                     if lib.is_st:
                         st.cuda.set_gemm_backend(path)
                     nbytes = 2 * n * n * (4 if dtype == "float32" else 2)
-                    nxt = rotating(lambda: (lib.randn(n, n, dtype=dtype), lib.randn(n, n, dtype=dtype)),
-                                   nbytes, l2)
-                    ms = gpu_ms(lib, lambda: lib.mod.matmul(*nxt()), samples=10 if n >= 8192 else 20)
+
+                    def pair():
+                        return lib.randn(n, n, dtype=dtype), lib.randn(n, n, dtype=dtype)
+
+                    nxt = rotating(pair, nbytes, l2)
+                    samples = 10 if n >= 8192 else 20
+                    ms = gpu_ms(lib, lambda: lib.mod.matmul(*nxt()), samples=samples)
                     figures.append(flop / (ms * 1e-3) / 1e12)
                     lib.set_tf32(False)
                     if lib.is_st:
@@ -211,7 +215,9 @@ def bench_gemm(libs, table, args, l2):
                     figures_cublas = figures
                     rates[mode] = max([rates.get(mode, 0)] + [f for f in figures if f])
                 target = ("ratio", 0.97) if path == "cublaslt" else ("ratio", 0.8)
-                name = f"GEMM {mode} {n}^3" + ("" if path == "cublaslt" else " (own tensor-core kernel)")
+                name = f"GEMM {mode} {n}^3"
+                if path != "cublaslt":
+                    name += " (own tensor-core kernel)"
                 table.add(name, "TFLOP/s", figures[0], figures[1] if len(libs) > 1 else None,
                           target=target)
     # bmm
@@ -276,8 +282,9 @@ def bench_rows(libs, table, args, bandwidth):
                         y.backward(g, retain_graph=True)
 
                     item = x.element_size()
-                    figures["fwd"].append(2 * rows * cols * item / (gpu_ms(lib, fwd, 30) * 1e-3) / GB)
-                    figures["bwd"].append(3 * rows * cols * item / (gpu_ms(lib, bwd, 30) * 1e-3) / GB)
+                    nbytes = rows * cols * item
+                    figures["fwd"].append(2 * nbytes / (gpu_ms(lib, fwd, 30) * 1e-3) / GB)
+                    figures["bwd"].append(3 * nbytes / (gpu_ms(lib, bwd, 30) * 1e-3) / GB)
                     del x, w, b, g, y
                 for direction in ("fwd", "bwd"):
                     f = figures[direction]
@@ -336,7 +343,8 @@ def bench_mlp(libs, table, args, rates):
         nn, F = lib.mod.nn, lib.mod.nn.functional
         for compiled in ([False, True] if not lib.is_st and args.compile else [False]):
             layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
-            model = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2]).to(lib.device)
+            model = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
+            model = model.to(lib.device)
             kwargs = {} if lib.is_st else {"fused": True}
             opt = lib.mod.optim.Adam(model.parameters(), lr=1e-3, **kwargs)
             forward = torch.compile(model) if compiled else model
@@ -451,7 +459,8 @@ def main():
     parser.add_argument("--quick", action="store_true", help="small sizes, to check the script")
     parser.add_argument("--no-compile", dest="compile", action="store_false",
                         help="skip torch.compile (it compiles each model for a minute or so)")
-    parser.add_argument("--device", default="cuda", help="cuda (default), or cpu to check the script")
+    parser.add_argument("--device", default="cuda",
+                        help="cuda (default), or cpu to check the script")
     parser.add_argument("--results", help="a Markdown file to append the dated table to")
     args = parser.parse_args()
 
