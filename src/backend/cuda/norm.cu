@@ -3,9 +3,9 @@
 // Rows that fit in registers (up to 8192 columns; f32, f16, bf16) are read once, by a warp per
 // short row and a block per longer row, in a grid of resident blocks that each walk many rows. A
 // thread serves the same columns in every row, so in the backward it accumulates their weight
-// and bias gradients over its rows in registers: one partial sum per warp or block, added up by a
-// small column reduction. The statistics are the mean first, then the centred sum of squares,
-// which loses no digits to cancellation.
+// and bias gradients over its rows in shared-memory slots of its own: one partial sum per warp or
+// block, added up by a small column reduction. The statistics are the mean first, then the centred
+// sum of squares, which loses no digits to cancellation.
 //
 // Longer rows and f64 take a block per row that loops over the row, and the weight and bias
 // gradients there are column sums over rows, taken in chunks of rows by 32-column tiles and
