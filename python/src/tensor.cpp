@@ -10,11 +10,23 @@ namespace st::python {
 namespace {
 
 int64_t as_int(nb::handle obj, const char* op) {
-  if (PyLong_Check(obj.ptr()) && !PyBool_Check(obj.ptr())) return nb::cast<int64_t>(obj);
-  if (!nb::isinstance<Tensor>(obj) && PyObject_HasAttrString(obj.ptr(), "__index__")) {
-    return nb::cast<int64_t>(nb::steal(PyNumber_Index(obj.ptr())));
+  // bool is an int to Python, but not a size or a dim (as in PyTorch).
+  const bool is_int = PyLong_Check(obj.ptr()) && !PyBool_Check(obj.ptr());
+  if (!is_int && (PyBool_Check(obj.ptr()) || nb::isinstance<Tensor>(obj) ||
+                  !PyObject_HasAttrString(obj.ptr(), "__index__"))) {
+    throw DTypeError(
+        detail::concat("[", op, "] expected an int, got ", nb::inst_name(obj).c_str()));
   }
-  throw DTypeError(detail::concat("[", op, "] expected an int, got ", nb::inst_name(obj).c_str()));
+  nb::object index = is_int ? nb::borrow(obj) : nb::steal(PyNumber_Index(obj.ptr()));
+  if (!index.is_valid()) throw nb::python_error();
+  int overflow = 0;
+  const long long value = PyLong_AsLongLongAndOverflow(index.ptr(), &overflow);
+  if (overflow != 0) {
+    throw ValueError(
+        detail::concat("[", op, "] ", nb::str(index).c_str(), " does not fit in int64"));
+  }
+  if (value == -1 && PyErr_Occurred()) throw nb::python_error();
+  return value;
 }
 
 std::string dtype_repr(DType dtype) { return "st." + std::string(dtype_name(dtype)); }

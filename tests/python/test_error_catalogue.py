@@ -80,6 +80,9 @@ PYTHON_ARGUMENTS = [
     (lambda: st.ones(2, 3)[None, 1.5], TypeError, "float"),
     (lambda: st.zeros("a"), TypeError, None),
     (lambda: st.zeros(2.5), TypeError, None),
+    (lambda: st.zeros(True), TypeError, "bool"),  # found by hypothesis: bools were taken as sizes
+    (lambda: st.zeros(1 << 63), ValueError, "does not fit in int64"),  # was a bare std::bad_cast
+    (lambda: st.ones(2, 3).sum(1 << 70), ValueError, "[sum]"),
     (lambda: st.ones(2).to("tpu"), st.DeviceError, "tpu"),
     (lambda: st.ones(2).to(device="cuda:x"), st.DeviceError, "cuda:x"),
     (lambda: st.ones(2).to(colour="red"), TypeError, "colour"),
@@ -226,3 +229,24 @@ def test_arbitrary_indices_match_numpy_or_raise(shape, index):
         return
     assert expected is not None, f"{key} on {shape} gave a result; NumPy refuses it"
     np.testing.assert_array_equal(np.array(got.tolist()).reshape(np.shape(expected)), expected)
+
+
+# Huge sizes start at 2^62 elements: their bytes cannot be addressed, so nothing is allocated.
+SIZE_ITEMS = hs.one_of(hs.integers(-3, 5), hs.integers(1 << 62, 1 << 64), hs.floats(-2, 2), hs.none(),
+                       hs.text(max_size=1), hs.booleans())
+
+
+@given(size=hs.lists(SIZE_ITEMS, max_size=4), as_tuple=hs.booleans())
+def test_arbitrary_size_arguments_give_a_tensor_or_a_clean_error(size, as_tuple):
+    args = (tuple(size),) if as_tuple else tuple(size)
+    ints = all(isinstance(s, int) and not isinstance(s, bool) for s in size)
+    in_range = ints and all(0 <= s < 1 << 63 for s in size)
+    numel = int(np.prod([float(s) for s in size])) if in_range else None
+    valid = in_range and numel < 1 << 62
+    try:
+        t = st.zeros(*args)
+    except (TypeError, ValueError, OverflowError, MemoryError) as e:
+        assert not valid, f"st.zeros{args} refused valid sizes: {e!r}"
+        return
+    assert valid, f"st.zeros{args} accepted invalid sizes"
+    assert tuple(t.shape) == tuple(size)
