@@ -8,7 +8,8 @@
 #                                                  to $OUT: bench.txt, tests.txt, gpt.txt
 #
 # The device tool's call: carry [".vkdev", ".devdeps/openblas", ".devdeps/prefix"], command
-# `bash bench/device.sh vulkan`.
+# `bash bench/device.sh vulkan`. ST_VK_STAGES picks stages (default "bench tests gpt"),
+# ST_VK_TESTS the suites, ST_VK_GPT_STEPS the GPT's steps (default 300).
 #
 # run: the CUDA backend's figures for the same cases (a CUDA build of the library, bench_vulkan
 # compiled against it), bench_vulkan on vulkan:0, PyTorch's figures (bench_vulkan_torch.py), the
@@ -37,6 +38,8 @@ fi
 
 out=${OUT:-$PWD/out}
 mkdir -p "$out"
+stages=" ${ST_VK_STAGES:-bench tests gpt} "
+want() { [[ $stages == *" $1 "* ]]; }
 # OpenBLAS under the soname the programs were linked against.
 mkdir -p /tmp/st-openblas
 ln -sf "$PWD/.devdeps/openblas/lib/libopenblas.so" /tmp/st-openblas/libopenblas.so.0
@@ -49,24 +52,26 @@ echo "Vulkan driver: ${VK_DRIVER_FILES:-(loader default)}" | tee "$out/bench.txt
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader | tee -a "$out/bench.txt"
 
 # The CUDA backend, for its figures beside Vulkan's.
-export PATH=/usr/local/cuda/bin:$PATH
-cuda=build-vk-cuda
-{ cmake -S . -B $cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DST_ENABLE_CUDA=ON -DST_ENABLE_VULKAN=OFF \
-    -DST_BUILD_TESTS=OFF -DST_BUILD_EXAMPLES=OFF -DST_BUILD_APPS=OFF -DST_ENABLE_MPI=OFF -DST_ENABLE_NCCL=OFF \
-    -DCMAKE_PREFIX_PATH="$PWD/.devdeps/prefix;$PWD/.devdeps/openblas" -DBLA_VENDOR=OpenBLAS \
-    -DST_CBLAS_INCLUDE_DIR="$PWD/.devdeps/openblas/include" &&
-    cmake --build $cuda --target spiraltorch -j "$(nproc)" &&
-    g++ -O2 -std=c++20 -Iinclude -I$cuda/include bench/bench_vulkan.cpp -o $cuda/bench_backend \
-      -L$cuda -lspiraltorch -Wl,-rpath,"$PWD/$cuda"; } >"$out/build.txt" 2>&1 ||
-  echo "CUDA build failed: see build.txt" | tee -a "$out/bench.txt"
-# Its own library first: .vkdev/lib holds the Vulkan build under the same name.
-[ -x $cuda/bench_backend ] && LD_LIBRARY_PATH=$PWD/$cuda:$LD_LIBRARY_PATH timeout 120 \
-  $cuda/bench_backend cuda:0 2>&1 | tee -a "$out/bench.txt"
-timeout 120 "$vk/bench_vulkan" vulkan 2>&1 | tee -a "$out/bench.txt"
-timeout 120 python3 bench/bench_vulkan_torch.py 2>&1 | tee -a "$out/bench.txt"
+if want bench; then
+  export PATH=/usr/local/cuda/bin:$PATH
+  cuda=build-vk-cuda
+  { cmake -S . -B $cuda -G Ninja -DCMAKE_BUILD_TYPE=Release -DST_ENABLE_CUDA=ON -DST_ENABLE_VULKAN=OFF \
+      -DST_BUILD_TESTS=OFF -DST_BUILD_EXAMPLES=OFF -DST_BUILD_APPS=OFF -DST_ENABLE_MPI=OFF -DST_ENABLE_NCCL=OFF \
+      -DCMAKE_PREFIX_PATH="$PWD/.devdeps/prefix;$PWD/.devdeps/openblas" -DBLA_VENDOR=OpenBLAS \
+      -DST_CBLAS_INCLUDE_DIR="$PWD/.devdeps/openblas/include" &&
+      cmake --build $cuda --target spiraltorch -j "$(nproc)" &&
+      g++ -O2 -std=c++20 -Iinclude -I$cuda/include bench/bench_vulkan.cpp -o $cuda/bench_backend \
+        -L$cuda -lspiraltorch -Wl,-rpath,"$PWD/$cuda"; } >"$out/build.txt" 2>&1 ||
+    echo "CUDA build failed: see build.txt" | tee -a "$out/bench.txt"
+  # Its own library first: .vkdev/lib holds the Vulkan build under the same name.
+  [ -x $cuda/bench_backend ] && LD_LIBRARY_PATH=$PWD/$cuda:$LD_LIBRARY_PATH timeout 120 \
+    $cuda/bench_backend cuda:0 2>&1 | tee -a "$out/bench.txt"
+  timeout 120 "$vk/bench_vulkan" vulkan 2>&1 | tee -a "$out/bench.txt"
+  timeout 120 python3 bench/bench_vulkan_torch.py 2>&1 | tee -a "$out/bench.txt"
+fi
 
 : >"$out/tests.txt"
-for t in test_core test_ops test_autograd test_nn; do
+want tests && for t in ${ST_VK_TESTS:-test_core test_ops test_autograd test_nn}; do
   timeout 200 "$vk/$t" --gtest_filter='*vulkan*:*Vulkan*' --gtest_brief=1 >>"$out/tests.txt" 2>&1
   echo "== $t rc=$?: $(grep -E '^\[==========\]' "$out/tests.txt" | tail -1)" | tee -a "$out/tests.txt"
 done
@@ -76,12 +81,12 @@ done
 gpt=(--data data/corpus.txt --layers 2 --d-model 128 --heads 4 --context 64 --batch 16
   --steps "${ST_VK_GPT_STEPS:-300}" --eval-every 100 --sample-chars 0)
 : >"$out/gpt.txt"
-for d in vulkan cpu; do
+want gpt && for d in vulkan cpu; do
   start=$SECONDS
   timeout 240 "$vk/spiraltorch-train" --device $d --out /tmp/gpt-$d "${gpt[@]}" >>"$out/gpt.txt" 2>&1
   echo "$d: rc=$?, $((SECONDS - start)) s" >>"$out/gpt.txt"
 done
-python3 - >>"$out/gpt.txt" 2>&1 <<'EOF'
+want gpt && python3 - >>"$out/gpt.txt" 2>&1 <<'EOF'
 import array, json, struct
 
 def history(path):

@@ -357,6 +357,38 @@ TEST_P(NNOps, LayerNorm) {
   }
 }
 
+// Weight and bias gradients summed over many rows (GPU backends split them into partial sums
+// over chunks of rows, the last one partial), columns not a multiple of a tile, against float64.
+TEST_P(NNOps, LayerNormWeightGradsOverManyRows) {
+  for (int64_t rows : {65, 1000, 17000}) {
+    const int64_t cols = 37;
+    SCOPED_TRACE(std::to_string(rows) + " rows");
+    NDArray a = grid_random({rows, cols}, rng), g = grid_random({rows, cols}, rng);
+    Tensor wt = input(grid_random({cols}, rng, -2, 2)).detach(),
+           bt = input(grid_random({cols}, rng)).detach();
+    wt.set_requires_grad(true);
+    bt.set_requires_grad(true);
+    (st::layer_norm(input(a), {cols}, wt, bt) * input(g)).sum().backward();
+    NDArray gw({cols}), gw_scale({cols}), gb({cols}), gb_scale({cols});
+    for (int64_t r = 0; r < rows; ++r) {
+      const double* xr = a.data.data() + r * cols;
+      double mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; ++c) mean += xr[c] / static_cast<double>(cols);
+      for (int64_t c = 0; c < cols; ++c) var += (xr[c] - mean) * (xr[c] - mean) / cols;
+      const double rstd = 1 / std::sqrt(var + 1e-5);
+      for (int64_t c = 0; c < cols; ++c) {
+        const double xhat = (xr[c] - mean) * rstd;
+        gw[c] += g[r * cols + c] * xhat;
+        gw_scale[c] += std::fabs(g[r * cols + c] * xhat);
+        gb[c] += g[r * cols + c];
+        gb_scale[c] += std::fabs(g[r * cols + c]);
+      }
+    }
+    EXPECT_CLOSE(wt.grad(), gw, scaled(tol(), 4), &gw_scale);
+    EXPECT_CLOSE(bt.grad(), gb, scaled(tol(), 4), &gb_scale);
+  }
+}
+
 TEST_P(NNOps, LayerNormOfConstantRowsIsTheBias) {
   NDArray x({2, 5}, {3, 3, 3, 3, 3, -1.5, -1.5, -1.5, -1.5, -1.5});
   NDArray w = grid_random({5}, rng, -2, 2), b = grid_random({5}, rng);

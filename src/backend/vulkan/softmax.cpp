@@ -1,6 +1,7 @@
 // Softmax and log-softmax forward and backward, and layer norm forward and backward: row-wise
 // kernels with a workgroup per row (shaders/softmax.comp, shaders/layer_norm.comp).
 
+#include <algorithm>
 #include <bit>
 #include <initializer_list>
 #include <string>
@@ -40,6 +41,9 @@ struct LayerNormParams {
   uint32_t rows = 0;
   uint32_t cols = 0;
   uint32_t lanes = 0;
+  uint32_t chunk_rows = 0;
+  uint32_t chunks = 0;
+  uint64_t partial_addr = 0;
 };
 
 uint64_t optional_address(const Tensor& t) { return t.defined() ? address_of(t) : 0; }
@@ -172,9 +176,21 @@ void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad
                                     : detail::concat("layer_norm_backward_", dtype);
     context().dispatch(kernel, &p, sizeof(p), groups_for(rows, 256 / p.lanes));
   }
-  if (grad_weight.defined() || grad_bias.defined())
+  if (grad_weight.defined() || grad_bias.defined()) {
+    // Partial sums over chunks of at least 64 rows, at most 256 chunks per column.
+    p.chunk_rows = std::max<uint32_t>(64, (p.rows + 255) / 256);
+    p.chunks = (p.rows + p.chunk_rows - 1) / p.chunk_rows;
+    const size_t partial_bytes =
+        size_t{2} * p.chunks * p.cols * (x.dtype() == DType::Float64 ? 8 : 4);
+    // Stream-ordered scratch: freed right after recording, reused only by later commands.
+    void* partials = context().allocate(partial_bytes);
+    p.partial_addr = reinterpret_cast<uint64_t>(partials);
     context().dispatch(detail::concat("layer_norm_weight_grads_", dtype), &p, sizeof(p),
+                       (p.cols + 31) / 32, p.chunks);
+    context().dispatch(detail::concat("layer_norm_weight_grads_finish_", dtype), &p, sizeof(p),
                        groups_for(p.cols, 256));
+    context().deallocate(partials);
+  }
 }
 
 }  // namespace st::backend::vulkan

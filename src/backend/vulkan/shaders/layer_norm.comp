@@ -1,8 +1,9 @@
 #version 460
 // Layer norm over the last dim of contiguous [rows, cols]. Forward (default): a workgroup per row,
 // two passes (mean, then squared deviations), biased variance. BACKWARD: grad_x per row, with
-// g = grad_out * weight: rstd * (g - mean(g) - xhat * mean(g * xhat)). WEIGHT_GRADS: one
-// invocation per column summing grad_out * xhat and grad_out over all rows.
+// g = grad_out * weight: rstd * (g - mean(g) - xhat * mean(g * xhat)). WEIGHT_GRADS: the sums
+// of grad_out * xhat and grad_out over all rows, per column, in two passes (partial sums over
+// chunks of rows, then their totals; FINISH), so that tall inputs still fill the device.
 // Statistics are in C: f64 for f64, f32 otherwise.
 #include "common.glsl"
 
@@ -23,6 +24,9 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Lay
   uint rows;
   uint cols;
   uint lanes;  // invocations per row in the VEC4 variant
+  uint chunk_rows;       // WEIGHT_GRADS: rows per partial sum
+  uint chunks;           // WEIGHT_GRADS: partial sums per column
+  uint64_t partial_addr; // WEIGHT_GRADS: [2, chunks, cols] of C, grad_weight's then grad_bias's
 };
 
 #if T_KIND == 1
@@ -33,6 +37,10 @@ layout(buffer_reference, std430, buffer_reference_align = 8) readonly buffer Lay
 #define C float
 #define LOAD_STAT load_f32
 #define STORE_STAT store_f32
+#endif
+
+#if defined(WEIGHT_GRADS) && !defined(FINISH)
+shared C part_w[WG], part_b[WG];
 #endif
 
 C weight_at(LayerNormParams p, uint c) { return p.weight_addr != 0ul ? C(LOAD(T)(p.weight_addr, c)) : C(1); }
@@ -111,17 +119,41 @@ void main() {
 void main() {
   LayerNormParams p = LayerNormParams(params_address);
   uint t = gl_LocalInvocationIndex, cols = p.cols;
-#if defined(WEIGHT_GRADS)
+#if defined(WEIGHT_GRADS) && defined(FINISH)
+  // Second pass: one invocation per column adds up its partial sums.
   for (uint c = gl_GlobalInvocationID.x; c < cols; c += gl_NumWorkGroups.x * WG) {
     C sum_w = C(0), sum_b = C(0);
-    for (uint r = 0; r < p.rows; ++r) {
+    for (uint i = 0; i < p.chunks; ++i) {
+      sum_w += LOAD_STAT(p.partial_addr, i * cols + c);
+      sum_b += LOAD_STAT(p.partial_addr, (p.chunks + i) * cols + c);
+    }
+    if (p.grad_weight_addr != 0ul) STORE(T)(p.grad_weight_addr, c, CT(T)(sum_w));
+    if (p.grad_bias_addr != 0ul) STORE(T)(p.grad_bias_addr, c, CT(T)(sum_b));
+  }
+#elif defined(WEIGHT_GRADS)
+  // First pass: a workgroup sums 32 columns over chunk_rows rows (workgroup y), 8 invocations per
+  // column taking every 8th row, and writes one partial sum per column.
+  uint c = gl_WorkGroupID.x * 32 + t % 32, lane = t / 32;
+  uint first = gl_WorkGroupID.y * p.chunk_rows, last = min(p.rows, first + p.chunk_rows);
+  C sum_w = C(0), sum_b = C(0);
+  if (c < cols) {
+    for (uint r = first + lane; r < last; r += WG / 32) {
       C g = C(LOAD(T)(p.grad_out_addr, r * cols + c));
       C xhat = (C(LOAD(T)(p.x_addr, r * cols + c)) - LOAD_STAT(p.mean_addr, r)) * LOAD_STAT(p.rstd_addr, r);
       sum_w += g * xhat;
       sum_b += g;
     }
-    if (p.grad_weight_addr != 0ul) STORE(T)(p.grad_weight_addr, c, CT(T)(sum_w));
-    if (p.grad_bias_addr != 0ul) STORE(T)(p.grad_bias_addr, c, CT(T)(sum_b));
+  }
+  part_w[t] = sum_w;
+  part_b[t] = sum_b;
+  barrier();
+  if (lane == 0 && c < cols) {
+    for (uint i = 1; i < WG / 32; ++i) {
+      sum_w += part_w[t + 32 * i];
+      sum_b += part_b[t + 32 * i];
+    }
+    STORE_STAT(p.partial_addr, gl_WorkGroupID.y * cols + c, sum_w);
+    STORE_STAT(p.partial_addr, (p.chunks + gl_WorkGroupID.y) * cols + c, sum_b);
   }
 #else
   for (uint r = gl_WorkGroupID.x; r < p.rows; r += gl_NumWorkGroups.x) {

@@ -51,6 +51,8 @@ foreach(t IN LISTS st_vk_float_dtypes)
   st_vk_shader(layer_norm_${t} layer_norm.comp T=${t} -DUSE_F32=1)
   st_vk_shader(layer_norm_backward_${t} layer_norm.comp T=${t} -DUSE_F32=1 -DBACKWARD=1)
   st_vk_shader(layer_norm_weight_grads_${t} layer_norm.comp T=${t} -DUSE_F32=1 -DWEIGHT_GRADS=1)
+  st_vk_shader(layer_norm_weight_grads_finish_${t} layer_norm.comp T=${t} -DUSE_F32=1
+               -DWEIGHT_GRADS=1 -DFINISH=1)
   st_vk_shader(cross_entropy_${t} cross_entropy.comp T=${t} -DUSE_F32=1)
   st_vk_shader(cross_entropy_backward_${t} cross_entropy.comp T=${t} -DUSE_F32=1 -DBACKWARD=1)
   st_vk_shader(embedding_${t} embedding.comp T=${t})
