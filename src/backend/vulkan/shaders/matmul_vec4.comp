@@ -43,24 +43,24 @@ layout(buffer_reference, std430, buffer_reference_align = 16) buffer Vec4Buf { v
 shared vec4 tile_a[2][BK][(BM + 4) / 4];
 shared vec4 tile_b[2][BK][(BN + 4) / 4];
 
-// Slice element (row, k) of a [rows, K] operand stored k-major in shared memory; `k_unit` says
-// whether the operand is unit-stride along K (else along rows).
-void load_slice(uint64_t addr, uint base, uint row_stride, uint k_stride, bool k_unit, uint rows,
-                uint row0, uint K, uint k0, uint loads, uint v, out vec4 value, out uint row,
-                out uint kk) {
+// The v-th vec4 of a BK-deep slice of a [rows, K] operand, zero past its ends, and where it goes
+// in the k-major tile: `k_unit` says whether the operand is unit-stride along K (else along rows),
+// `stride` is its stride along the other dim.
+void load_slice(uint64_t addr, uint base, uint stride, bool k_unit, uint rows, uint row0, uint K,
+                uint k0, uint loads, uint v, out vec4 value, out uint row, out uint kk) {
   uint tile_rows = loads * 1024 / BK;
   if (k_unit) {
     row = v / (BK / 4);
     kk = (v % (BK / 4)) * 4;
     uint gr = row0 + row, gk = k0 + kk;
     bool live = gr < rows && gk < K;
-    value = live ? Vec4Buf(addr).v[(base + gr * row_stride + gk) / 4] : vec4(0);
+    value = live ? Vec4Buf(addr).v[(base + gr * stride + gk) / 4] : vec4(0);
   } else {
     kk = v / (tile_rows / 4);
     row = (v % (tile_rows / 4)) * 4;
     uint gr = row0 + row, gk = k0 + kk;
     bool live = gr < rows && gk < K;
-    value = live ? Vec4Buf(addr).v[(base + gr + gk * k_stride) / 4] : vec4(0);
+    value = live ? Vec4Buf(addr).v[(base + gr + gk * stride) / 4] : vec4(0);
   }
 }
 
@@ -80,10 +80,10 @@ void main() {
     vec4 next_a[A_LOADS], next_b[B_LOADS];
     uint a_row_of[A_LOADS], a_k_of[A_LOADS], b_col_of[B_LOADS], b_k_of[B_LOADS];
     for (uint i = 0; i < A_LOADS; ++i)
-      load_slice(p.a_addr, a_base, a_stride, a_stride, a_k_unit, M, row0, K, 0, A_LOADS,
+      load_slice(p.a_addr, a_base, a_stride, a_k_unit, M, row0, K, 0, A_LOADS,
                  t + i * 256, next_a[i], a_row_of[i], a_k_of[i]);
     for (uint i = 0; i < B_LOADS; ++i)
-      load_slice(p.b_addr, b_base, b_stride, b_stride, b_k_unit, N, col0, K, 0, B_LOADS,
+      load_slice(p.b_addr, b_base, b_stride, b_k_unit, N, col0, K, 0, B_LOADS,
                  t + i * 256, next_b[i], b_col_of[i], b_k_of[i]);
 
     uint stage = 0;
@@ -109,10 +109,10 @@ void main() {
       barrier();
       if (k0 + BK < K) {
         for (uint i = 0; i < A_LOADS; ++i)
-          load_slice(p.a_addr, a_base, a_stride, a_stride, a_k_unit, M, row0, K, k0 + BK,
+          load_slice(p.a_addr, a_base, a_stride, a_k_unit, M, row0, K, k0 + BK,
                      A_LOADS, t + i * 256, next_a[i], a_row_of[i], a_k_of[i]);
         for (uint i = 0; i < B_LOADS; ++i)
-          load_slice(p.b_addr, b_base, b_stride, b_stride, b_k_unit, N, col0, K, k0 + BK,
+          load_slice(p.b_addr, b_base, b_stride, b_k_unit, N, col0, K, k0 + BK,
                      B_LOADS, t + i * 256, next_b[i], b_col_of[i], b_k_of[i]);
       }
       for (uint kk = 0; kk < BK; ++kk) {
