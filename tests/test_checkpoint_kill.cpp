@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <spawn.h>
 #include <spiraltorch/spiraltorch.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -47,33 +48,53 @@ void save_version(const std::string& path, int64_t v) {
       {{"version", std::to_string(v)}});
 }
 
+pid_t spawn_writer(const std::string& path, int64_t first_version) {
+  const std::string first = std::to_string(first_version);
+  const std::string numel = std::to_string(kElements);
+  char* argv[] = {const_cast<char*>(ST_CHECKPOINT_WRITER), const_cast<char*>(path.c_str()),
+                  const_cast<char*>(first.c_str()), const_cast<char*>(numel.c_str()), nullptr};
+  pid_t pid = 0;
+  EXPECT_EQ(::posix_spawn(&pid, ST_CHECKPOINT_WRITER, nullptr, nullptr, argv, environ), 0);
+  return pid;
+}
+
+ino_t inode_of(const std::string& path) {
+  struct stat info {};
+  return ::stat(path.c_str(), &info) == 0 ? info.st_ino : 0;
+}
+
 TEST(CheckpointKill, KilledWriterLeavesTheOldOrTheNewFileIntact) {
   const std::filesystem::path dir =
       std::filesystem::temp_directory_path() / ("st_kill_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const std::string path = (dir / "model.safetensors").string();
-
-  // How long one save takes here, so that the kills spread over the whole of it.
-  const auto start = std::chrono::steady_clock::now();
   save_version(path, 0);
-  const auto save_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                           std::chrono::steady_clock::now() - start)
-                           .count();
   ASSERT_EQ(check_checkpoint(path), 0);
 
+  // How long a writer takes here to start and replace the file once (each save renames a new
+  // inode over the path), so that the kills spread over its start and its first saves.
+  const ino_t before = inode_of(path);
+  const auto start = std::chrono::steady_clock::now();
+  pid_t calibration = spawn_writer(path, 1);
+  while (inode_of(path) == before &&
+         std::chrono::steady_clock::now() - start < std::chrono::seconds(60)) {
+    std::this_thread::sleep_for(std::chrono::microseconds(200));
+  }
+  const int64_t first_save_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                                    std::chrono::steady_clock::now() - start)
+                                    .count();
+  ::kill(calibration, SIGKILL);
+  ::waitpid(calibration, nullptr, 0);
+  ASSERT_NE(inode_of(path), before) << "the writer saved nothing in 60 s";
+  int64_t last = check_checkpoint(path);
+
   std::mt19937 rng(1234);
-  int64_t last = 0;
+  std::uniform_int_distribution<int64_t> delay(0, 2 * first_save_us);
   int unchanged = 0, replaced = 0;
   constexpr int kRounds = 40;
   for (int round = 1; round <= kRounds; ++round) {
-    const std::string first = std::to_string(int64_t{round} * 1000000);
-    const std::string numel = std::to_string(kElements);
-    char* argv[] = {const_cast<char*>(ST_CHECKPOINT_WRITER), const_cast<char*>(path.c_str()),
-                    const_cast<char*>(first.c_str()), const_cast<char*>(numel.c_str()), nullptr};
-    pid_t pid = 0;
-    ASSERT_EQ(::posix_spawn(&pid, ST_CHECKPOINT_WRITER, nullptr, nullptr, argv, environ), 0);
-    // Up to three saves' time after the start of the process (which itself takes a while).
-    std::uniform_int_distribution<int64_t> delay(0, 3 * save_us + 20000);
+    const pid_t pid = spawn_writer(path, int64_t{round} * 1000000);
+    ASSERT_GT(pid, 0);
     std::this_thread::sleep_for(std::chrono::microseconds(delay(rng)));
     ASSERT_EQ(::kill(pid, SIGKILL), 0);
     int status = 0;
@@ -88,7 +109,7 @@ TEST(CheckpointKill, KilledWriterLeavesTheOldOrTheNewFileIntact) {
     (version == last ? unchanged : replaced) += 1;
     last = version;
   }
-  // The kills hit both inside and between saves.
+  // Some kills came before the first complete save, some after.
   EXPECT_GT(unchanged, 0);
   EXPECT_GT(replaced, 0);
   std::printf("%d kills left the previous file, %d found a newer complete one\n", unchanged,
