@@ -441,6 +441,34 @@ Result matmul_ref(const Ref& a, const Ref& b) {
   return r;
 }
 
+// Index of the first largest value along `dim`, as int64 values.
+Result argmax_ref(const Ref& x, int64_t dim, bool keepdim) {
+  auto w = wrap(dim, x.ndim());
+  if (!w) return {Expect::Error, {}, {}};
+  if (x.ndim() == 0) return {Expect::Ok, {}, {0.0}};
+  const int64_t size = x.shape[*w];
+  if (size == 0) return {Expect::Error, {}, {}};
+  Result r;
+  for (int64_t d = 0; d < x.ndim(); ++d) {
+    if (d != *w)
+      r.shape.push_back(x.shape[d]);
+    else if (keepdim)
+      r.shape.push_back(1);
+  }
+  int64_t inner = 1, outer = 1;
+  for (int64_t d = *w + 1; d < x.ndim(); ++d) inner *= x.shape[d];
+  for (int64_t d = 0; d < *w; ++d) outer *= x.shape[d];
+  const std::vector<double> v = x.dense();
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t best = 0;
+      for (int64_t k = 1; k < size; ++k)
+        if (v[(o * size + k) * inner + i] > v[(o * size + best) * inner + i]) best = k;
+      r.values.push_back(static_cast<double>(best));
+    }
+  return r;
+}
+
 Result cat_ref(const Ref& a, const Ref& b, int64_t dim) {
   auto w = wrap(dim, a.ndim());
   if (a.ndim() == 0 || b.ndim() != a.ndim() || !w) return {Expect::Error, {}, {}};
@@ -543,7 +571,18 @@ void run_case(Bytes& in) {
     return;
   }
   if (op == 2) {
-    const int kind = in.in(0, 2);
+    const int kind = in.in(0, 3);
+    if (kind == 3) {
+      const int64_t dim = in.in(-a.ref.ndim() - 1, a.ref.ndim());
+      const bool keepdim = in.next() & 1;
+      Result r = argmax_ref(a.ref, dim, keepdim);
+      if (r.expect == Expect::Ok && dtype_a == DType::Bool) r.expect = Expect::Either;
+      check(
+          "argmax(dim " + std::to_string(dim) + ", keepdim " + (keepdim ? "1" : "0") + ")" + on,
+          [&] { return st::argmax(a.tensor, dim, keepdim); }, r);
+      return;
+    }
+
     Shape dims;
     const int64_t count = in.in(0, 2);
     for (int64_t i = 0; i < count; ++i) dims.push_back(in.in(-a.ref.ndim() - 1, a.ref.ndim()));
