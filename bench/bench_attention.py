@@ -12,7 +12,7 @@ that) and the ratio ours / PyTorch (higher is better). Inputs are random normal,
 import argparse
 import statistics
 
-# torch first: importing it after spiraltorch aborts in torch.nn's import on the GPU machine.
+# torch first: importing it after spiraltorch crashes (README, "Semantics worth knowing").
 import torch
 from torch.nn.attention import SDPBackend, sdpa_kernel
 

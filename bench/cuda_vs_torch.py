@@ -23,8 +23,8 @@ import statistics
 import sys
 import time
 
-# PyTorch is imported before spiraltorch: the other order aborted inside `import torch` on the
-# H200 machine (free(): invalid pointer, 2026-11-25), cause not found yet.
+# PyTorch is imported before spiraltorch: the other order crashes inside `import torch` (README,
+# "Semantics worth knowing").
 try:
     import torch
 except ImportError:

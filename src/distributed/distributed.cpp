@@ -24,26 +24,32 @@ namespace detail {
 
 namespace {
 
-// Loads libspiraltorch_mpi.so from the folder this library was loaded from, once. RTLD_GLOBAL:
+// Loads a transport module (libspiraltorch_<name>.so) from the folder this library was loaded
+// from, once, and returns its table; NotImplementedError naming `op` when it cannot. RTLD_GLOBAL:
 // Open MPI's own plugins look for libmpi's symbols globally.
-const MpiModule& mpi_module(const char* op) {
-  static const auto loaded = []() -> std::pair<const MpiModule*, std::string> {
+template <typename Module>
+const Module& transport_module(const char* name, const char* op, const char* built_when) {
+  static const auto loaded = [name]() -> std::pair<const Module*, std::string> {
     Dl_info info{};
     std::filesystem::path dir;
     if (dladdr(reinterpret_cast<void*>(&launched_by_mpi), &info) != 0 && info.dli_fname != nullptr)
       dir = std::filesystem::path(info.dli_fname).parent_path();
-    const std::string path = (dir / "libspiraltorch_mpi.so").string();
+    const std::string path = (dir / ("libspiraltorch_" + std::string(name) + ".so")).string();
     void* handle = dlopen(path.c_str(), RTLD_NOW | RTLD_GLOBAL);
     if (handle == nullptr) return {nullptr, dlerror()};
-    using Entry = const MpiModule* (*)();
-    const auto entry = reinterpret_cast<Entry>(dlsym(handle, "st_distributed_mpi_module"));
-    if (entry == nullptr) return {nullptr, path + " lacks st_distributed_mpi_module"};
+    const std::string symbol = "st_distributed_" + std::string(name) + "_module";
+    using Entry = const Module* (*)();
+    const auto entry = reinterpret_cast<Entry>(dlsym(handle, symbol.c_str()));
+    if (entry == nullptr) return {nullptr, path + " lacks " + symbol};
     return {entry(), {}};
   }();
-  ST_CHECK(loaded.first != nullptr, NotImplementedError, "[", op,
-           "] the MPI transport could not be loaded (", loaded.second,
-           "); it is built when MPI is found (Debian: libopenmpi-dev)");
+  ST_CHECK(loaded.first != nullptr, NotImplementedError, "[", op, "] the ", name,
+           " transport could not be loaded (", loaded.second, "); it is built when ", built_when);
   return *loaded.first;
+}
+
+const MpiModule& mpi_module(const char* op) {
+  return transport_module<MpiModule>("mpi", op, "MPI is found (Debian: libopenmpi-dev)");
 }
 
 }  // namespace
@@ -57,13 +63,12 @@ void mpi_world(int& rank, int& world_size, int& local_rank) {
 void mpi_broadcast_bytes(void* data, size_t bytes, int root, std::chrono::milliseconds timeout) {
   mpi_module("init_process_group").broadcast_bytes(data, bytes, root, timeout);
 }
-#ifndef ST_HAVE_NCCL
-std::unique_ptr<ProcessGroup> make_nccl_group(const InitOptions&) {
-  throw NotImplementedError(
-      "[init_process_group] backend 'nccl': this build has no NCCL (it needs the CUDA backend and "
-      "nccl.h / libnccl, from the CUDA toolkit or the nvidia-nccl-cu* wheel)");
+std::unique_ptr<ProcessGroup> make_nccl_group(const InitOptions& options) {
+  return transport_module<NcclModule>("nccl", "init_process_group",
+                                      "the CUDA backend is on and nccl.h / libnccl are found (the "
+                                      "CUDA toolkit or the nvidia-nccl-cu* wheel)")
+      .make_group(options);
 }
-#endif
 
 ProcessGroup& current_group(const char* op) {
   auto& g = group_slot();

@@ -300,10 +300,16 @@ void NcclWork::wait() {
   }
 }
 
-}  // namespace
-
-std::unique_ptr<ProcessGroup> make_nccl_group(const InitOptions& options) {
+std::unique_ptr<ProcessGroup> make_group(const InitOptions& options) {
   return std::make_unique<NcclGroup>(options);
 }
 
+}  // namespace
+
 }  // namespace st::distributed::detail
+
+extern "C" __attribute__((visibility("default"))) const st::distributed::detail::NcclModule*
+st_distributed_nccl_module() {
+  static const st::distributed::detail::NcclModule module{st::distributed::detail::make_group};
+  return &module;
+}

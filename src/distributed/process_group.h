@@ -54,11 +54,18 @@ struct MpiModule {
   void (*broadcast_bytes)(void* data, size_t bytes, int root, std::chrono::milliseconds timeout);
 };
 
+// NCCL's transport is a module as well (libspiraltorch_nccl.so), loaded by init_process_group:
+// the library and the Python package load where no libnccl.so.2 is installed.
+struct NcclModule {
+  std::unique_ptr<ProcessGroup> (*make_group)(const InitOptions& options);
+};
+
 // Polls `done` until it returns true; TimeoutError naming `op` once `timeout` has passed.
 void poll_until(const std::function<bool()>& done, std::chrono::milliseconds timeout,
                 const char* op, int rank, int world_size);
 
 }  // namespace st::distributed::detail
 
-// The module's one exported symbol.
+// Each module's one exported symbol.
 extern "C" const st::distributed::detail::MpiModule* st_distributed_mpi_module();
+extern "C" const st::distributed::detail::NcclModule* st_distributed_nccl_module();
