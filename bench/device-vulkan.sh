@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # The Vulkan backend on a GPU machine whose image has no Vulkan SDK, glslc or cairo: the programs
-# are built here (build-vulkan) and carried in .vkdev/ with the shared libraries they need beyond
+# are built here (build-vulkan) and copied into .vkdev/ with the shared libraries they need beyond
 # glibc, libstdc++ and OpenBLAS (which .devdeps/openblas provides there).
 #
 #   bash bench/device-vulkan.sh pack [build-dir]   here: fill .vkdev/ from a Vulkan build
 #   bash bench/device-vulkan.sh run                there (bench/device.sh vulkan calls it), logs
 #                                                  to $OUT: bench.txt, tests.txt, gpt.txt
 #
-# The device tool's call: carry [".vkdev", ".devdeps/openblas", ".devdeps/prefix"], command
+# On the GPU machine, with .vkdev/, .devdeps/openblas and .devdeps/prefix copied beside the sources:
 # `bash bench/device.sh vulkan`. ST_VK_STAGES picks stages (default "bench tests gpt"),
 # ST_VK_TESTS the suites, ST_VK_GPT_STEPS the GPT's steps (default 300).
 #
@@ -27,7 +27,7 @@ if [ "${1:-}" = pack ]; then
   cp "${programs[@]}" "$vk/"
   cp -L "$build/libspiraltorch.so.0" "$vk/lib/"
   # Everything the programs load except the C and C++ runtimes and OpenBLAS with its Fortran
-  # runtime; stripped, so that the carried folders stay within the machine's transfer limit.
+  # runtime; stripped, so that the folders stay small to copy.
   ldd "${programs[@]}" | awk '$3 ~ /^\// {print $3}' | sort -u |
     grep -Ev '/(libc|libm|libstdc\+\+|libgcc_s|libopenblas|libgfortran|libquadmath|libspiraltorch)\.so' |
     xargs -r cp -L -t "$vk/lib/"

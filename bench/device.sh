@@ -29,8 +29,8 @@ summary=()
 note() { summary+=("$1"); echo "== $1"; }
 export PATH=/usr/local/cuda/bin:$PATH
 
-# vulkan: the Vulkan backend's check and figures from programs built elsewhere and carried in
-# .vkdev/ (carry .vkdev and .devdeps; bench/device-vulkan.sh says how they are packed).
+# vulkan: the Vulkan backend's check and figures from programs built elsewhere and copied into
+# .vkdev/ (bench/device-vulkan.sh says how they are packed).
 if want vulkan; then
   OUT=$out bash bench/device-vulkan.sh run
   [[ $stages == " vulkan " ]] && exit 0
