@@ -16,6 +16,7 @@
 #include <cmath>
 
 #include "backend/cuda/common.cuh"
+#include "backend/cuda/mma.cuh"
 
 namespace st::backend::cuda {
 namespace {
@@ -41,35 +42,6 @@ Operand<T> operand(const Tensor& t) {
 // ---------------------------------------------------------------------------------------------
 // Tensor-core pieces.
 
-__device__ __forceinline__ void cp_async16(void* smem, const void* gmem, bool valid) {
-  const unsigned dst = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(gmem),
-               "r"(valid ? 16 : 0));
-}
-__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
-template <int N>
-__device__ __forceinline__ void cp_async_wait() {
-  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
-}
-
-template <typename T>
-__device__ __forceinline__ void mma(float (&d)[4], const unsigned (&a)[4], unsigned b0,
-                                    unsigned b1) {
-  if constexpr (std::is_same_v<T, __half>) {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  } else {
-    asm volatile(
-        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
-        "{%8, %9}, {%0, %1, %2, %3};\n"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
-  }
-}
-
 // Two floats as one register of two T, the first in the low half (the lower k index).
 template <typename T>
 __device__ __forceinline__ unsigned pack2(float lo, float hi) {
@@ -86,17 +58,6 @@ __device__ __forceinline__ unsigned pack2(float lo, float hi) {
 // fragment load touches fall in distinct banks.
 template <int E>
 constexpr int kLd = E + 8;
-
-// Fragment layouts of m16n8k16 (lane = 4 g + c): A (16 x 16, row-major) holds rows g and g + 8,
-// columns 2c, 2c + 1 and those + 8; B (16 x 8) columns g, rows 2c, 2c + 1 and those + 8; the
-// accumulator rows g and g + 8, columns 2c and 2c + 1. ldmatrix hands out four 8 x 8 matrices in
-// that layout, from the rows whose addresses lanes 0-7, 8-15, 16-23 and 24-31 give.
-__device__ __forceinline__ void ldmatrix_x4(unsigned (&r)[4], const void* smem) {
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(smem));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(addr));
-}
 
 // The A fragment of the 16 x 16 block of a row-major tile at (row0, col0).
 template <typename T, int E>
@@ -118,11 +79,7 @@ __device__ __forceinline__ void load_b_rows_n(unsigned (&b)[4], const T* tile, i
 template <typename T, int E>
 __device__ __forceinline__ void load_b_rows_k(unsigned (&b)[4], const T* tile, int k0, int n0,
                                               int lane) {
-  const T* p = tile + (k0 + lane % 16) * kLd<E> + n0 + (lane / 16) * 8;
-  const unsigned addr = static_cast<unsigned>(__cvta_generic_to_shared(p));
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
-               : "=r"(b[0]), "=r"(b[1]), "=r"(b[2]), "=r"(b[3])
-               : "r"(addr));
+  ldmatrix_x4_trans(b, tile + (k0 + lane % 16) * kLd<E> + n0 + (lane / 16) * 8);
 }
 
 // The A fragment of k step `kk` (16 columns) from accumulators acc[n8 tile][4] of a 16 x 64
