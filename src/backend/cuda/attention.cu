@@ -93,6 +93,43 @@ __device__ __forceinline__ void accumulators_as_a(unsigned (&a)[4], const float 
   a[3] = pack2<T>(acc[2 * kk + 1][2], acc[2 * kk + 1][3]);
 }
 
+// acc (16 x 64) += rows [row0, row0 + 16) of tile `a` times the kRows rows of tile `b`
+// transposed: the product over E of a warp's rows with a block of the other side's rows.
+template <typename T, int E>
+__device__ __forceinline__ void mma_a_bt(float (&acc)[8][4], const T* a, int row0, const T* b,
+                                         int lane) {
+#pragma unroll
+  for (int kk = 0; kk < E / 16; ++kk) {
+    unsigned af[4];
+    load_a<T, E>(af, a, row0, kk * 16, lane);
+#pragma unroll
+    for (int np = 0; np < 4; ++np) {
+      unsigned bf[4];
+      load_b_rows_n<T, E>(bf, b, np * 16, kk * 16, lane);
+      mma<T>(acc[2 * np], af, bf[0], bf[1]);
+      mma<T>(acc[2 * np + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
+// acc (16 x E) += p (16 x kRows, accumulators) times tile `b` (kRows x E, rows along k).
+template <typename T, int E>
+__device__ __forceinline__ void mma_p_b(float (&acc)[E / 8][4], const float (&p)[8][4], const T* b,
+                                        int lane) {
+#pragma unroll
+  for (int kk = 0; kk < kRows / 16; ++kk) {
+    unsigned af[4];
+    accumulators_as_a<T>(af, p, kk);
+#pragma unroll
+    for (int dt = 0; dt < E / 16; ++dt) {
+      unsigned bf[4];
+      load_b_rows_k<T, E>(bf, b, kk * 16, dt * 16, lane);
+      mma<T>(acc[2 * dt], af, bf[0], bf[1]);
+      mma<T>(acc[2 * dt + 1], af, bf[2], bf[3]);
+    }
+  }
+}
+
 // Starts copying rows [row0, row0 + kRows) of a row-major [rows, E] matrix (row stride `stride`)
 // into a shared tile; rows past the end are zeros.
 template <typename T, int E>
@@ -233,18 +270,7 @@ __global__ void __launch_bounds__(kThreads)
     else
       cp_async_wait<0>();
     __syncthreads();
-#pragma unroll
-    for (int kk = 0; kk < kRows / 16; ++kk) {
-      unsigned a[4];
-      accumulators_as_a<T>(a, s, kk);
-#pragma unroll
-      for (int dt = 0; dt < E / 16; ++dt) {
-        unsigned bv[4];
-        load_b_rows_k<T, E>(bv, sv, kk * 16, dt * 16, lane);
-        mma<T>(o[2 * dt], a, bv[0], bv[1]);
-        mma<T>(o[2 * dt + 1], a, bv[2], bv[3]);
-      }
-    }
+    mma_p_b<T, E>(o, s, sv, lane);
     __syncthreads();  // every warp is done with V
     if (more) {
       load_tile<T, E>(sv, vp, v.st, (step + 1) * kRows, S);
@@ -369,18 +395,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
         p[nt][e] = prob * (dp[nt][e] - dl[e >> 1]);
       }
     }
-#pragma unroll
-    for (int kk = 0; kk < kRows / 16; ++kk) {
-      unsigned a[4];
-      accumulators_as_a<T>(a, p, kk);
-#pragma unroll
-      for (int dt = 0; dt < E / 16; ++dt) {
-        unsigned bk[4];
-        load_b_rows_k<T, E>(bk, sk, kk * 16, dt * 16, lane);
-        mma<T>(dq[2 * dt], a, bk[0], bk[1]);
-        mma<T>(dq[2 * dt + 1], a, bk[2], bk[3]);
-      }
-    }
+    mma_p_b<T, E>(dq, p, sk, lane);
     __syncthreads();  // every warp is done with this K and V: the step after next reuses them
   }
   store_rows<T, E>(grad_q + bh * L * E, dq, q0 + warp * 16, L, scale, scale, lane);
@@ -447,18 +462,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
 
     // P^T = exp(K Q^T * scale - lse[query]), masked entries 0.
     float pt[8][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < E / 16; ++kk) {
-      unsigned a[4];
-      load_a<T, E>(a, sk, warp * 16, kk * 16, lane);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        unsigned b[4];
-        load_b_rows_n<T, E>(b, sq, np * 16, kk * 16, lane);
-        mma<T>(pt[2 * np], a, b[0], b[1]);
-        mma<T>(pt[2 * np + 1], a, b[2], b[3]);
-      }
-    }
+    mma_a_bt<T, E>(pt, sk, warp * 16, sq, lane);
     const bool edge = q0 + kRows > L || (causal && k0 + kRows - 1 > q0);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
@@ -471,32 +475,10 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
       }
     }
     // dV += P^T dO.
-#pragma unroll
-    for (int kk = 0; kk < kRows / 16; ++kk) {
-      unsigned a[4];
-      accumulators_as_a<T>(a, pt, kk);
-#pragma unroll
-      for (int dt = 0; dt < E / 16; ++dt) {
-        unsigned bo[4];
-        load_b_rows_k<T, E>(bo, sdo, kk * 16, dt * 16, lane);
-        mma<T>(dv[2 * dt], a, bo[0], bo[1]);
-        mma<T>(dv[2 * dt + 1], a, bo[2], bo[3]);
-      }
-    }
+    mma_p_b<T, E>(dv, pt, sdo, lane);
     // dP^T = V dO^T, then dS^T = P^T (dP^T - delta[query]).
     float dst[8][4] = {};
-#pragma unroll
-    for (int kk = 0; kk < E / 16; ++kk) {
-      unsigned a[4];
-      load_a<T, E>(a, sv, warp * 16, kk * 16, lane);
-#pragma unroll
-      for (int np = 0; np < 4; ++np) {
-        unsigned b[4];
-        load_b_rows_n<T, E>(b, sdo, np * 16, kk * 16, lane);
-        mma<T>(dst[2 * np], a, b[0], b[1]);
-        mma<T>(dst[2 * np + 1], a, b[2], b[3]);
-      }
-    }
+    mma_a_bt<T, E>(dst, sv, warp * 16, sdo, lane);
 #pragma unroll
     for (int nt = 0; nt < 8; ++nt) {
 #pragma unroll
@@ -506,18 +488,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
       }
     }
     // dK += dS^T Q.
-#pragma unroll
-    for (int kk = 0; kk < kRows / 16; ++kk) {
-      unsigned a[4];
-      accumulators_as_a<T>(a, dst, kk);
-#pragma unroll
-      for (int dt = 0; dt < E / 16; ++dt) {
-        unsigned bq[4];
-        load_b_rows_k<T, E>(bq, sq, kk * 16, dt * 16, lane);
-        mma<T>(dk[2 * dt], a, bq[0], bq[1]);
-        mma<T>(dk[2 * dt + 1], a, bq[2], bq[3]);
-      }
-    }
+    mma_p_b<T, E>(dk, dst, sq, lane);
     __syncthreads();  // every warp is done with this buffer: the block after next reuses it
   }
   store_rows<T, E>(grad_k + bh * S * E, dk, k0 + warp * 16, S, scale, scale, lane);
