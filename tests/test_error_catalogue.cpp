@@ -204,6 +204,13 @@ TEST_P(Catalogue, NegativeAndOverflowingSizes) {
         st::zeros({big, big}, opts);
       },
       {"[zeros]", "overflows"}));
+  // No elements, but the other sizes multiply past int64: contiguous strides would overflow.
+  EXPECT_TRUE(throws<st::ShapeError>(
+      [&] {
+        st::zeros({2, int64_t{1} << 62, 0}, opts);
+      },
+      {"[zeros]", "overflows", "zero sizes"}));
+  EXPECT_EQ(st::zeros({int64_t{1} << 62, 0}, opts).numel(), 0);
   // 2^62 float32 elements fit int64 but their bytes do not fit size_t.
   EXPECT_TRUE(
       throws<st::ShapeError>([&] { st::empty({int64_t{1} << 62}, opts); }, {"[empty]", "float32"}));

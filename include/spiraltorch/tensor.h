@@ -39,8 +39,7 @@ struct AutogradMeta {
       false;  // made by a view op from a tensor in the graph: in-place changes are refused
   // Hooks of a leaf run once per backward after its .grad is final, by id (see
   // Tensor::register_post_accumulate_grad_hook).
-  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>>
-      post_accumulate_grad_hooks;
+  std::vector<std::pair<uint64_t, std::function<void(const Tensor&)>>> post_accumulate_grad_hooks;
 };
 
 struct TensorImpl {
@@ -191,7 +190,9 @@ std::ostream& operator<<(std::ostream& out, const Tensor& t);
 std::ostream& operator<<(std::ostream& out, const Shape& shape);  // "[2, 3]"
 
 // Shape helpers.
-int64_t shape_numel(const Shape& shape);  // throws ShapeError on overflow or negative sizes
+// The number of elements; ShapeError naming `op` on negative sizes, or when the sizes (zeros
+// counted as 1, as contiguous strides count them) multiply past int64.
+int64_t shape_numel(const Shape& shape, const char* op = "shape");
 Shape contiguous_strides(const Shape& shape);
 // Wraps a possibly negative dim into [0, ndim); throws IndexError naming `op` when out of range.
 int64_t wrap_dim(int64_t dim, int64_t ndim, const char* op);

@@ -2,16 +2,24 @@
 
 #include "spiraltorch/tensor.h"
 
+#include <algorithm>
 #include <limits>
 
 namespace st {
 
-int64_t shape_numel(const Shape& shape) {
-  int64_t n = 1;
+int64_t shape_numel(const Shape& shape, const char* op) {
+  // The sizes with zeros counted as 1 must multiply within int64 too: contiguous strides are
+  // those products, also in a tensor with no elements.
+  int64_t n = 1, span = 1;
   for (int64_t s : shape) {
-    ST_CHECK(s >= 0, ShapeError, "[shape] negative size in ", shape);
-    ST_CHECK(s == 0 || n <= std::numeric_limits<int64_t>::max() / s, ShapeError,
-             "[shape] the number of elements of ", shape, " overflows int64");
+    ST_CHECK(s >= 0, ShapeError, "[", op, "] negative size in shape ", shape);
+    const int64_t factor = std::max<int64_t>(s, 1);
+    ST_CHECK(span <= std::numeric_limits<int64_t>::max() / factor, ShapeError, "[", op,
+             "] the number of elements of shape ", shape, " overflows int64",
+             std::find(shape.begin(), shape.end(), 0) != shape.end()
+                 ? " (its zero sizes counted as 1, as in its strides)"
+                 : "");
+    span *= factor;
     n *= s;
   }
   return n;

@@ -7,13 +7,7 @@
 namespace st::ops {
 
 Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op) {
-  int64_t numel = 1;
-  for (int64_t s : shape) {
-    ST_CHECK(s >= 0, ShapeError, "[", op, "] negative size in shape ", shape);
-    ST_CHECK(s == 0 || numel <= INT64_MAX / s, ShapeError, "[", op,
-             "] the number of elements of shape ", shape, " overflows int64");
-    numel *= s;
-  }
+  const int64_t numel = shape_numel(shape, op);
   const size_t itemsize = dtype_size(dtype);
   ST_CHECK(numel <= static_cast<int64_t>(SIZE_MAX / 2 / itemsize), ShapeError, "[", op,
            "] a tensor of shape ", shape, " and dtype ", dtype, " is too large to allocate");

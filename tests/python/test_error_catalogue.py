@@ -241,8 +241,11 @@ def test_arbitrary_size_arguments_give_a_tensor_or_a_clean_error(size, as_tuple)
     args = (tuple(size),) if as_tuple else tuple(size)
     ints = all(isinstance(s, int) and not isinstance(s, bool) for s in size)
     in_range = ints and all(0 <= s < 1 << 63 for s in size)
-    numel = int(np.prod([float(s) for s in size])) if in_range else None
-    valid = in_range and numel < 1 << 62
+    # Exact products: the elements, and the sizes with zeros counted as 1, which strides reach
+    # even in a tensor with no elements and so must fit int64 too.
+    numel = math.prod(size) if in_range else None
+    span = math.prod(max(s, 1) for s in size) if in_range else None
+    valid = in_range and numel < 1 << 62 and span < 1 << 63
     try:
         t = st.zeros(*args)
     except (TypeError, ValueError, OverflowError, MemoryError) as e:
