@@ -68,10 +68,11 @@ void Backend::reduce(ReduceOp, const Tensor&, const Tensor&, const std::vector<i
 void Backend::arg_reduce(ArgReduceOp, const Tensor&, const Tensor&, const Tensor&, int64_t) {
   not_implemented("arg_reduce");
 }
-bool Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
+void Backend::attention_forward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                 const Tensor&, double, bool) {
-  return false;
+  not_implemented("attention_forward");
 }
+bool Backend::has_fused_attention(const Tensor&, const Tensor&) { return false; }
 void Backend::attention_backward(const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                  const Tensor&, const Tensor&, const Tensor&, const Tensor&,
                                  const Tensor&, double, bool) {

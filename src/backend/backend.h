@@ -155,14 +155,15 @@ class Backend {
   // memory. q [B, H, L, E], k and v [B, H, S, E], one float dtype, each with unit stride along E
   // (other strides arbitrary); out [B, H, L, E] contiguous; logsumexp [B, H, L] f32 (f64 for f64)
   // contiguous: each row's log-sum-exp of the scaled scores, saved for the backward. causal masks
-  // key j > query i (top-left aligned). Returns false, writing nothing, when the backend has no
-  // kernel for these operands (dtype, E, device); the front-end then composes matmul and softmax.
-  // The default returns false.
-  virtual bool attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
+  // key j > query i (top-left aligned). Called only where has_fused_attention(q, k).
+  virtual void attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
                                  const Tensor& k, const Tensor& v, double scale, bool causal);
+  // Whether attention_forward and attention_backward have kernels for these operands (dtype, E,
+  // lengths); asked before anything is allocated, so that other operands and backends go straight
+  // to the composite of matmul and softmax. The default says no.
+  virtual bool has_fused_attention(const Tensor& q, const Tensor& k);
   // The gradients of attention_forward, given grad_out [B, H, L, E] contiguous and the forward's
   // out and logsumexp: grad_q, grad_k, grad_v contiguous with q's, k's and v's shapes, written.
-  // Called only for operands whose attention_forward returned true.
   virtual void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
                                   const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& logsumexp,

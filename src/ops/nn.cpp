@@ -32,7 +32,8 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
                        double scale) {
   if (q.dim() != 4 || k.dim() != 4 || v.dim() != 4 || k.shape() != v.shape() ||
       q.shape()[0] != k.shape()[0] || q.shape()[1] != k.shape()[1] ||
-      q.shape()[3] != k.shape()[3] || q.numel() == 0 || k.numel() == 0)
+      q.shape()[3] != k.shape()[3] || q.numel() == 0 || k.numel() == 0 ||
+      !ops::backend_of(q).has_fused_attention(q, k))
     return {};
   // The kernels read rows of E with unit stride; other strides are free.
   const auto rows_dense = [](const Tensor& t) { return t.strides()[3] == 1 ? t : t.contiguous(); };
@@ -40,7 +41,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
   Tensor out = ops::new_like(qd);
   Tensor logsumexp = ops::new_tensor({q.shape()[0], q.shape()[1], q.shape()[2]},
                                      ops::statistics_type(q.dtype()), q.device());
-  if (!ops::backend_of(q).attention_forward(out, logsumexp, qd, kd, vd, scale, causal)) return {};
+  ops::backend_of(q).attention_forward(out, logsumexp, qd, kd, vd, scale, causal);
   autograd::record_attention(qd, kd, vd, out, logsumexp, scale, causal);
   return out;
 }

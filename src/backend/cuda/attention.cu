@@ -661,10 +661,11 @@ constexpr size_t tile_bytes() {
 
 }  // namespace
 
-bool CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q_in,
+bool CudaBackend::has_fused_attention(const Tensor& q, const Tensor& k) { return supported(q, k); }
+
+void CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q_in,
                                     const Tensor& k_in, const Tensor& v_in, double scale,
                                     bool causal) {
-  if (!supported(q_in, k_in)) return false;
   const int H = static_cast<int>(q_in.shape()[1]);
   const int L = static_cast<int>(q_in.shape()[2]), S = static_cast<int>(k_in.shape()[2]);
   const int64_t BH = q_in.shape()[0] * H;
@@ -680,7 +681,7 @@ bool CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, 
           H, L, S, scale, causal);
     });
     check_launch("scaled_dot_product_attention (f64)");
-    return true;
+    return;
   }
   const auto dense = [&](const Tensor& t) {
     if (chunk_aligned(t)) return t;
@@ -707,7 +708,6 @@ bool CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, 
   else
     launch(__nv_bfloat16{});
   check_launch("scaled_dot_product_attention (flash forward)");
-  return true;
 }
 
 void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,

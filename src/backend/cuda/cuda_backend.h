@@ -83,9 +83,10 @@ class CudaBackend final : public Backend {
                int64_t causal_rows) override;
   void softmax_backward(const Tensor& grad_in, const Tensor& grad_out, const Tensor& out, bool log,
                         double scale) override;
-  // Flash attention (attention.cu): f16/bf16 on tensor cores, f64 on plain kernels; false for f32
-  // and head dims other than 32, 64 and 128.
-  bool attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
+  // Flash attention (attention.cu): f16/bf16 on tensor cores, f64 on plain kernels; not f32, nor
+  // head dims other than 32, 64 and 128.
+  bool has_fused_attention(const Tensor& q, const Tensor& k) override;
+  void attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
                          const Tensor& k, const Tensor& v, double scale, bool causal) override;
   void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
                           const Tensor& grad_out, const Tensor& q, const Tensor& k, const Tensor& v,
