@@ -68,15 +68,8 @@ def test_ops_from_several_threads_match_numpy():
             np.testing.assert_allclose(grad, first_grad, rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize(
-    "op",
-    [lambda a: st.exp(a), lambda a: a * a, lambda a: st.softmax(a.view(4096, -1), 1),
-     lambda a: st.tanh(a).sum()],
-    ids=["exp", "mul", "softmax", "tanh+sum"],
-)
-def test_large_ops_release_the_gil(op):
-    a = st.randn(1 << 24)
-    calls = 3
+def ticks_while(run):
+    """How often a Python thread ticking every half millisecond got to run during run()."""
     ticks = []
     done = threading.Event()
 
@@ -90,15 +83,43 @@ def test_large_ops_release_the_gil(op):
     try:
         time.sleep(0.01)
         start = time.perf_counter()
-        for _ in range(calls):
-            op(a)
+        run()
         end = time.perf_counter()
     finally:
         done.set()
         thread.join()
+    return sum(start < t < end for t in ticks)
+
+
+@pytest.mark.parametrize(
+    "op",
+    [lambda a: st.exp(a), lambda a: a * a, lambda a: st.softmax(a.view(4096, -1), 1),
+     lambda a: st.tanh(a).sum()],
+    ids=["exp", "mul", "softmax", "tanh+sum"],
+)
+def test_large_ops_release_the_gil(op):
+    a = st.randn(1 << 24)
+    calls = 3
+
+    def run():
+        for _ in range(calls):
+            op(a)
+
     # Holding the GIL, the counter ticks about twice per call (between calls); released, it ticks
     # every half millisecond throughout (over a hundred times here).
-    assert sum(start < t < end for t in ticks) > 5 * calls
+    assert ticks_while(run) > 5 * calls
+
+
+def test_matmul_releases_the_gil():
+    a = st.randn(1024, 1024)
+
+    def run():
+        for _ in range(4):
+            a @ a
+
+    # Holding the GIL, the counter could run at most between products; released, it ticks
+    # throughout.
+    assert ticks_while(run) > 8
 
 
 def test_checkpoints_from_several_threads(tmp_path):
