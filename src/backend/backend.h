@@ -178,7 +178,8 @@ class Backend {
                                    const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
                                    const Tensor& mean, const Tensor& rstd, const Tensor& weight);
   // out [N, D] = weight[indices[n]]; indices int32/int64 [N] contiguous, weight [V, D] contiguous.
-  // An index outside [0, V) throws IndexError.
+  // An index outside [0, V) throws IndexError, at the latest when the host next waits for the
+  // device (copy_to_host or synchronize), so that an asynchronous backend need not stop its queue.
   virtual void embedding(const Tensor& out, const Tensor& weight, const Tensor& indices);
   // grad_weight [V, D] (zeroed by the caller) += scatter of grad_out [N, D] rows by indices; all
   // contiguous.
@@ -186,7 +187,7 @@ class Backend {
                                   const Tensor& indices);
   // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where
   // target == ignore_index); lse [N] in the statistics dtype (as layer_norm's) saved for backward.
-  // A target outside [0, C) that is not ignore_index throws IndexError.
+  // A target outside [0, C) that is not ignore_index throws IndexError, as embedding's.
   virtual void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                              const Tensor& target, int64_t ignore_index);
   // grad_logits [N, C] = (softmax(row) - onehot(target)) * grad_loss[n]; 0 rows where ignored.

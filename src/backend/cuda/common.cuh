@@ -102,6 +102,17 @@ __device__ __forceinline__ To convert(From v) {
     return store<To>(load(v));
 }
 
+// Records an operand fault; the first one wins, and the host raises it when it next waits for the
+// stream (cuda_backend.h).
+__device__ __forceinline__ void report_fault(DeviceFault* fault, FaultKind kind, int64_t value,
+                                             int64_t limit) {
+  if (atomicCAS(&fault->set, 0ull, 1ull) != 0ull) return;
+  fault->value = value;
+  fault->limit = limit;
+  fault->kind = kind;
+  __threadfence_system();
+}
+
 // Dims a kernel indexes at most, after merging dims that step through memory as one.
 constexpr int kMaxDims = 10;
 
@@ -118,6 +129,46 @@ struct Layout {
     for (int d = ndim - 1; d >= 0; --d) {
       const int64_t size = sizes[d];
       const int64_t q = i / size, r = i - q * size;
+      for (int k = 0; k < N; ++k) off[k] += r * strides[k][d];
+      i = q;
+    }
+    return off;
+  }
+};
+
+// Division by a fixed divisor d >= 1 as a multiply-high, an add and a shift (Granlund and
+// Montgomery's round-up method), exact for dividends below 2^31; a 64-bit division costs dozens of
+// instructions and was what bound strided copies.
+struct FastDivmod {
+  uint32_t divisor = 1, multiplier = 1, shift = 0;
+
+  FastDivmod() = default;
+  explicit FastDivmod(uint32_t d) : divisor(d) {
+    while ((uint64_t{1} << shift) < d) ++shift;
+    multiplier = static_cast<uint32_t>((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d) / d + 1);
+  }
+  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const {
+#ifdef __CUDA_ARCH__
+    const uint32_t high = __umulhi(n, multiplier);
+#else
+    const uint32_t high = static_cast<uint32_t>((uint64_t{n} * multiplier) >> 32);
+#endif
+    return (high + n) >> shift;
+  }
+};
+
+// A Layout whose element count and every operand's offsets fit in 31 bits, indexed with 32-bit
+// arithmetic.
+template <int N>
+struct Layout32 {
+  int ndim = 0;
+  FastDivmod sizes[kMaxDims];
+  uint32_t strides[N][kMaxDims];
+
+  __device__ __forceinline__ std::array<uint32_t, N> offsets(uint32_t i) const {
+    std::array<uint32_t, N> off{};
+    for (int d = ndim - 1; d >= 0; --d) {
+      const uint32_t q = sizes[d].div(i), r = i - q * sizes[d].divisor;
       for (int k = 0; k < N; ++k) off[k] += r * strides[k][d];
       i = q;
     }

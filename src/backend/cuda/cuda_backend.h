@@ -1,8 +1,8 @@
 #pragma once
 // The CUDA backend. Private to src/backend/cuda/. Work for a device goes on that device's one
-// stream, in order, so the host waits only where it reads values (copy_to_host, the index checks
-// of embedding and cross_entropy). Kernels by family: copy.cu (copy, fill, arange, where),
-// unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
+// stream, in order, so the host waits only where it reads values (copy_to_host, synchronize,
+// events); index checks report through DeviceFault. Kernels by family: copy.cu (copy, fill, arange,
+// where), unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
 // sum_of_squares), softmax.cu (softmax and cross_entropy), attention.cu (flash attention), norm.cu,
 // embedding.cu, optim.cu, and the GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear
 // epilogues), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams, events and copies: runtime.cpp.
@@ -29,10 +29,18 @@ int multiprocessors(int device);
 // allocator (so stream order keeps it alive long enough).
 Tensor scratch(const Shape& shape, DType dtype, Device device);
 
-// Reads a device flag that a kernel may have set, waiting for the stream; throws IndexError with
-// `message` and the offending value when the flag is set. Used where a contract asks for an index
-// check.
-void raise_if_flagged(const Tensor& flag, const char* op, const char* what, int64_t limit);
+// An operand fault that a kernel found (an index out of range). Kernels write it into host-visible
+// memory and the host raises it as IndexError at the next point where it waits for the device's
+// whole stream (a copy to the host, synchronize), so a check never stalls the queue. The first
+// fault wins until it is raised.
+enum class FaultKind : int32_t { None = 0, EmbeddingIndex, CrossEntropyTarget };
+struct DeviceFault {
+  unsigned long long set;
+  int64_t value, limit;
+  FaultKind kind;
+};
+// The device's fault record, as a pointer kernels can write.
+DeviceFault* device_fault(int device);
 
 class CudaBackend final : public Backend {
  public:

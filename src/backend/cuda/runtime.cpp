@@ -25,6 +25,7 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   int multiprocessors = 0;
   CachingAllocator* allocator = nullptr;
+  DeviceFault* fault = nullptr;  // pinned host memory the device writes through
 };
 
 std::mutex state_mutex;
@@ -48,6 +49,9 @@ DeviceState& state(int device) {
     check(cudaStreamCreateWithFlags(&fresh->stream, cudaStreamNonBlocking), "cudaStreamCreate");
     check(cudaDeviceGetAttribute(&fresh->multiprocessors, cudaDevAttrMultiProcessorCount, device),
           "cudaDeviceGetAttribute");
+    void* fault = nullptr;
+    check(cudaHostAlloc(&fault, sizeof(DeviceFault), cudaHostAllocMapped), "cudaHostAlloc");
+    fresh->fault = new (fault) DeviceFault{};
     CachingAllocator::Callbacks callbacks{
         [device](size_t nbytes) -> void* {
           set_device(device);
@@ -69,6 +73,24 @@ DeviceState& state(int device) {
     s = fresh.release();
   }
   return *s;
+}
+
+// Raises the fault a kernel of this device recorded, if any, and clears it. Called after the host
+// waited for the whole stream (not after an event: later kernels may still be writing it).
+void raise_fault(int device) {
+  DeviceFault& fault = *state(device).fault;
+  const auto* seen = reinterpret_cast<volatile const unsigned long long*>(&fault.set);
+  if (*seen == 0) return;
+  const DeviceFault found = fault;
+  fault = DeviceFault{};
+  const std::string what =
+      found.kind == FaultKind::EmbeddingIndex
+          ? detail::concat("[embedding] index ", found.value, " is out of range for a table of ",
+                           found.limit, " rows")
+          : detail::concat("[cross_entropy] target ", found.value, " is out of range for ",
+                           found.limit, " classes");
+  throw IndexError(detail::concat(what, " (found on cuda:", device,
+                                  " by the kernel; reported at the next wait for the device)"));
 }
 
 }  // namespace
@@ -108,12 +130,11 @@ Tensor scratch(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
-void raise_if_flagged(const Tensor& flag, const char* op, const char* what, int64_t limit) {
-  // flag holds [set, value] as int64.
-  int64_t host[2] = {0, 0};
-  instance.copy_to_host(host, flag);
-  ST_CHECK(host[0] == 0, IndexError, "[", op, "] ", what, " ", host[1], " is out of range [0, ",
-           limit, ")");
+DeviceFault* device_fault(int device) {
+  DeviceFault* host = state(device).fault;
+  void* mapped = nullptr;
+  check(cudaHostGetDevicePointer(&mapped, host, 0), "cudaHostGetDevicePointer");
+  return static_cast<DeviceFault*>(mapped);
 }
 
 int CudaBackend::device_count() const {
@@ -153,12 +174,14 @@ void CudaBackend::copy_to_host(void* dst, const Tensor& src) {
   const cudaStream_t stream = stream_of(src);
   check(cudaMemcpyAsync(dst, src.data_ptr(), n, cudaMemcpyDeviceToHost, stream),
         "cudaMemcpyAsync to the host");
-  // The one place the host waits: it is about to read the values.
+  // The host waits here: it is about to read the values.
   check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
+  raise_fault(src.device().index);
 }
 
 void CudaBackend::synchronize(int device_index) {
   check(cudaStreamSynchronize(stream_for(device_index)), "cudaStreamSynchronize");
+  raise_fault(device_index);
 }
 
 MemoryStats CudaBackend::memory_stats(int device_index) {

@@ -178,16 +178,11 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
-template <typename I>
-__device__ __forceinline__ void flag_index(int64_t* flag, int64_t value) {
-  if (atomicCAS(reinterpret_cast<unsigned long long*>(flag), 0ull, 1ull) == 0ull) flag[1] = value;
-}
-
 template <typename T, typename S, typename I>
 __global__ void __launch_bounds__(1024)
     cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits, const I* target,
                          int64_t target_stride, int64_t ignore_index, T* loss, S* lse,
-                         int64_t* flag) {
+                         DeviceFault* fault) {
   using C = calc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * cols;
@@ -201,7 +196,7 @@ __global__ void __launch_bounds__(1024)
       if (t == ignore_index) {
         loss[r] = store<T>(C(0));
       } else if (t < 0 || t >= cols) {
-        flag_index<I>(flag, t);
+        report_fault(fault, FaultKind::CrossEntropyTarget, t, cols);
         loss[r] = store<T>(C(0));
       } else {
         loss[r] = store<T>(row_lse - load(x[t]));
@@ -304,9 +299,8 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Ten
                                 const Tensor& target, int64_t ignore_index) {
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   if (rows == 0) return;
-  const Tensor flag = scratch({2}, DType::Int64, logits.device());
   const cudaStream_t stream = stream_of(logits);
-  check(cudaMemsetAsync(flag.data_ptr(), 0, 2 * sizeof(int64_t), stream), "cudaMemsetAsync");
+  DeviceFault* fault = device_fault(logits.device().index);
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
@@ -315,8 +309,7 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Ten
       cross_entropy_kernel<T, S, I><<<row_grid(rows), threads_for(cols), 0, stream>>>(
           rows, cols, static_cast<const T*>(logits.data_ptr()),
           static_cast<const I*>(target.data_ptr()), stride_of_1d(target), ignore_index,
-          static_cast<T*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()),
-          static_cast<int64_t*>(flag.data_ptr()));
+          static_cast<T*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()), fault);
     };
     if (target.dtype() == DType::Int32)
       run(int32_t{});
@@ -324,7 +317,6 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Ten
       run(int64_t{});
     check_launch("cross_entropy");
   });
-  raise_if_flagged(flag, "cross_entropy", "target", cols);
 }
 
 void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
