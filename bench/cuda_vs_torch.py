@@ -413,31 +413,48 @@ def gpt_flop(vocab, d, layers, context, tokens):
     return 6 * gemm_params * tokens + layers * 12 * d * context * tokens
 
 
-def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=False):
+def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=False, wrap=None,
+             data=None):
     """One training step of the GPT (AdamW, fused on the PyTorch side) on rotating random data, as
-    a function, and a list that holds the last step's loss tensor."""
+    a function, and a list that holds the last step's loss tensor. For bench/ddp_vs_torch.py:
+    `wrap(model)` gives the module that runs forward (DistributedDataParallel), and `data`, one
+    list of (input, target) micro-batches per step, replaces the random data; the gradients of a
+    step's micro-batches add up before the update (the loss is their mean)."""
     lib.mod.manual_seed(0)
     model = make_gpt(lib, vocab, d, heads, layers, context)
     kwargs = {} if lib.is_st else {"fused": True}
     opt = lib.mod.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
                               **kwargs)
-    forward = torch.compile(model) if compiled else model
+    forward = wrap(model) if wrap else model
+    forward = torch.compile(forward) if compiled else forward
     F = lib.mod.nn.functional
-    data = [(lib.randint(vocab, (batch, context)), lib.randint(vocab, (batch, context)))
-            for _ in range(4)]
+    if data is None:
+        data = [[(lib.randint(vocab, (batch, context)), lib.randint(vocab, (batch, context)))]
+                for _ in range(4)]
     nxt = itertools.cycle(data).__next__
     last = []
 
-    def step():
-        idx, target_ids = nxt()
+    def micro_loss(idx, target_ids):
         if autocast:
             with lib.mod.autocast(device_type="cuda", dtype=lib.mod.bfloat16):
                 logits = forward(idx)
         else:
             logits = forward(idx)
-        loss = F.cross_entropy(logits.view(-1, vocab).float(), target_ids.view(-1))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
+        return F.cross_entropy(logits.view(-1, vocab).float(), target_ids.view(-1))
+
+    def step():
+        micro = nxt()
+        if len(micro) == 1:
+            loss = micro_loss(*micro[0])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+        else:
+            opt.zero_grad(set_to_none=True)
+            loss = None
+            for idx, target_ids in micro:
+                part = micro_loss(idx, target_ids) / len(micro)
+                part.backward()
+                loss = part.detach() if loss is None else loss + part.detach()
         opt.step()
         last[:] = [loss]
 

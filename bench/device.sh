@@ -4,7 +4,7 @@
 # each of our own GEMM paths, compute-sanitizer memcheck on the CUDA tests, then the benchmarks
 # beside PyTorch. Logs go to $OUT (default ./out); a short summary table is printed last.
 #
-#   bash bench/device.sh [build] [test] [gemm] [bench]     (default: test gemm bench)
+#   bash bench/device.sh [build] [test] [gemm] [bench] [multigpu]     (default: test gemm bench)
 #
 # build: only the build (the library, the tests and the Python package, importable with
 # PYTHONPATH=build-device/python); test: the whole suite, then memcheck and racecheck on the CUDA
@@ -13,6 +13,10 @@
 # $OUT/cuda_results.md; ST_BENCH_ARGS adds arguments, e.g. --no-compile).
 #
 # vulkan: bench/device-vulkan.sh run (the Vulkan backend beside the CUDA backend and PyTorch).
+#
+# multigpu: bench/multi_gpu.sh on every GPU of the machine (the NCCL tests with one process per
+# GPU, then data-parallel training beside PyTorch DDP; its table goes to $out/multigpu_table.md;
+# ST_MULTIGPU_ARGS adds arguments, e.g. --results bench/RESULTS.md).
 #
 # Dependencies the machine may lack (GoogleTest, nlohmann-json, OpenBLAS) are taken from
 # .devdeps/ when present: googletest-src/ (a GoogleTest source tree), prefix/ (headers and CMake
@@ -94,8 +98,14 @@ if want bench; then
   note "bench rc=$?"
 fi
 
+if want multigpu; then
+  OUT=$out bash bench/multi_gpu.sh --build "$build" ${ST_MULTIGPU_ARGS:-} >"$out/multigpu.log" 2>&1
+  note "multigpu rc=$? (log: $out/multigpu.log)"
+fi
+
 echo
 echo "================ summary"
 printf '%s\n' "${summary[@]}"
 [ -f "$out/bench.log" ] && cat "$out/bench.log"
+want multigpu && [ -f "$out/multigpu_table.md" ] && cat "$out/multigpu_table.md"
 exit 0
