@@ -289,9 +289,12 @@ void record_attention(const Tensor& q, const Tensor& k, const Tensor& v, const T
   const Tensor qd = q.detach(), kd = k.detach(), vd = v.detach(), y = out.detach();
   record("ScaledDotProductFlashAttentionBackward", {q, k, v}, {out},
          [qd, kd, vd, y, logsumexp, scale, causal](const Grads& g, auto&) {
-           Grads grads{ops::new_like(qd), ops::new_like(kd), ops::new_like(vd)};
-           ops::backend_of(qd).attention_backward(grads[0], grads[1], grads[2], g[0].contiguous(),
-                                                  qd, kd, vd, y, logsumexp, scale, causal);
+           // Gradients in their operands' memory order, so that the heads' merge back into one
+           // [B, T, H * E] gradient is a view; grad_out as it comes, rows of E dense.
+           Grads grads{ops::new_heads_like(qd), ops::new_heads_like(kd), ops::new_heads_like(vd)};
+           const Tensor go = g[0].strides()[3] == 1 ? g[0] : g[0].contiguous();
+           ops::backend_of(qd).attention_backward(grads[0], grads[1], grads[2], go, qd, kd, vd, y,
+                                                  logsumexp, scale, causal);
            return grads;
          },
          {qd, kd, vd, y, logsumexp});

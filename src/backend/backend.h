@@ -153,7 +153,8 @@ class Backend {
                                 bool log, double scale);
   // Fused attention (flash attention): out = softmax(scale * q k^T) v without the [L, S] scores in
   // memory. q [B, H, L, E], k and v [B, H, S, E], one float dtype, each with unit stride along E
-  // (other strides arbitrary); out [B, H, L, E] contiguous; logsumexp [B, H, L] f32 (f64 for f64)
+  // (other strides arbitrary); out [B, H, L, E] with unit stride along E and strides that are
+  // multiples of 8 (the front-end lays it out as q is); logsumexp [B, H, L] f32 (f64 for f64)
   // contiguous: each row's log-sum-exp of the scaled scores, saved for the backward. causal masks
   // key j > query i (top-left aligned). Called only where has_fused_attention(q, k).
   virtual void attention_forward(const Tensor& out, const Tensor& logsumexp, const Tensor& q,
@@ -162,8 +163,9 @@ class Backend {
   // lengths); asked before anything is allocated, so that other operands and backends go straight
   // to the composite of matmul and softmax. The default says no.
   virtual bool has_fused_attention(const Tensor& q, const Tensor& k);
-  // The gradients of attention_forward, given grad_out [B, H, L, E] contiguous and the forward's
-  // out and logsumexp: grad_q, grad_k, grad_v contiguous with q's, k's and v's shapes, written.
+  // The gradients of attention_forward, given grad_out [B, H, L, E] (unit stride along E) and the
+  // forward's out and logsumexp: grad_q, grad_k, grad_v with q's, k's and v's shapes, laid out as
+  // out is, written.
   virtual void attention_backward(const Tensor& grad_q, const Tensor& grad_k, const Tensor& grad_v,
                                   const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& logsumexp,

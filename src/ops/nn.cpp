@@ -38,7 +38,7 @@ Tensor fused_attention(const Tensor& q, const Tensor& k, const Tensor& v, bool c
   // The kernels read rows of E with unit stride; other strides are free.
   const auto rows_dense = [](const Tensor& t) { return t.strides()[3] == 1 ? t : t.contiguous(); };
   const Tensor qd = rows_dense(q), kd = rows_dense(k), vd = rows_dense(v);
-  Tensor out = ops::new_like(qd);
+  Tensor out = ops::new_heads_like(qd);
   Tensor logsumexp = ops::new_tensor({q.shape()[0], q.shape()[1], q.shape()[2]},
                                      ops::statistics_type(q.dtype()), q.device());
   ops::backend_of(q).attention_forward(out, logsumexp, qd, kd, vd, scale, causal);

@@ -35,6 +35,16 @@ Tensor new_tensor(const Shape& shape, DType dtype, Device device, const char* op
   return Tensor(std::move(impl));
 }
 
+Tensor new_heads_like(const Tensor& like) {
+  const Shape& shape = like.shape();
+  if (like.dim() != 4 || shape[1] == 1 || like.strides()[1] >= like.strides()[2])
+    return new_like(like);
+  const Tensor memory =
+      new_tensor({shape[0], shape[2], shape[1], shape[3]}, like.dtype(), like.device());
+  const int64_t row = shape[1] * shape[3];
+  return raw_view(memory, shape, {shape[2] * row, shape[3], row, 1}, 0);
+}
+
 Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset) {
 #ifndef NDEBUG
   // Every view the front-end makes must stay inside its storage: kernels read it unchecked.

@@ -20,6 +20,10 @@ inline backend::Backend& backend_of(const Tensor& t) { return backend::backend_f
 
 // A view of t's storage with the given geometry, outside the autograd graph (for kernel arguments).
 Tensor raw_view(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);
+// A new [B, H, T, E] tensor in the memory order of `like`: [B, T, H, E] when like's heads are
+// closer in memory than its rows (heads split from a [B, T, H * E] projection), so that the
+// tensor's transpose(1, 2).reshape(B, T, H * E) is a view; contiguous otherwise.
+Tensor new_heads_like(const Tensor& like);
 // A view as the view ops return it (view, slice, split...): like raw_view, and counted as a live
 // view of the storage.
 Tensor view_of(const Tensor& t, const Shape& shape, const Shape& strides, int64_t offset);

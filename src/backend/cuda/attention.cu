@@ -11,7 +11,9 @@
 // f64 (for gradient checks) takes plain kernels with one warp per row. f32 returns false: the
 // composite of cuBLASLt GEMMs and the fused softmax is faster than a SIMT flash kernel.
 //
-// Operands: rows of E = 32, 64 or 128 elements with unit stride; q, k, v otherwise strided.
+// Operands, outputs and gradients: rows of E = 32, 64 or 128 elements with unit stride, otherwise
+// strided, so that heads split from a [B, T, H * E] projection ([B, T, H, E] in memory) are read
+// and written in place, with no transposed copies around the kernels.
 
 #include <cmath>
 
@@ -26,17 +28,24 @@ constexpr int kThreads = 128;
 constexpr float kLog2e = 1.4426950408889634f;
 constexpr float kLn2 = 0.6931471805599453f;
 
-// A [B, H, T, E] operand: element (b, h, t, e) at ptr + b * sb + h * sh + t * st + e.
-template <typename T>
-struct Operand {
-  const T* ptr;
+// A [B, H, T, E] tensor: element (b, h, t, e) at ptr + b * sb + h * sh + t * st + e. P is const T
+// for operands read, T for outputs.
+template <typename P>
+struct Strided {
+  P* ptr;
   int64_t sb, sh, st;
-  __device__ __forceinline__ const T* rows(int b, int h) const { return ptr + b * sb + h * sh; }
+  __device__ __forceinline__ P* rows(int b, int h) const { return ptr + b * sb + h * sh; }
 };
+template <typename T>
+using Operand = Strided<const T>;
 
 template <typename T>
 Operand<T> operand(const Tensor& t) {
   return {static_cast<const T*>(t.data_ptr()), t.strides()[0], t.strides()[1], t.strides()[2]};
+}
+template <typename T>
+Strided<T> output(const Tensor& t) {
+  return {static_cast<T*>(t.data_ptr()), t.strides()[0], t.strides()[1], t.strides()[2]};
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -144,19 +153,20 @@ __device__ __forceinline__ void load_tile(T* tile, const T* src, int64_t stride,
 }
 
 // acc[E / 8][4] (16 rows x E of a warp) * factor, stored as T to rows [row0, row0 + 16) of a
-// contiguous [rows, E] matrix.
+// row-major [rows, E] matrix with row stride `stride`.
 template <typename T, int E>
-__device__ __forceinline__ void store_rows(T* dst, const float (&acc)[E / 8][4], int row0, int rows,
-                                           float factor_lo, float factor_hi, int lane) {
+__device__ __forceinline__ void store_rows(T* dst, int64_t stride, const float (&acc)[E / 8][4],
+                                           int row0, int rows, float factor_lo, float factor_hi,
+                                           int lane) {
   const int r = row0 + lane / 4;
 #pragma unroll
   for (int dt = 0; dt < E / 8; ++dt) {
     const int col = dt * 8 + 2 * (lane % 4);
     if (r < rows)
-      *reinterpret_cast<unsigned*>(dst + static_cast<int64_t>(r) * E + col) =
+      *reinterpret_cast<unsigned*>(dst + r * stride + col) =
           pack2<T>(acc[dt][0] * factor_lo, acc[dt][1] * factor_lo);
     if (r + 8 < rows)
-      *reinterpret_cast<unsigned*>(dst + static_cast<int64_t>(r + 8) * E + col) =
+      *reinterpret_cast<unsigned*>(dst + (r + 8) * stride + col) =
           pack2<T>(acc[dt][2] * factor_hi, acc[dt][3] * factor_hi);
   }
 }
@@ -172,8 +182,8 @@ __device__ __forceinline__ int key_steps(int q0, int L, int S, bool causal) {
 
 template <typename T, int E>
 __global__ void __launch_bounds__(kThreads)
-    flash_forward_kernel(Operand<T> q, Operand<T> k, Operand<T> v, T* out, float* logsumexp, int H,
-                         int L, int S, float scale_log2, bool causal) {
+    flash_forward_kernel(Operand<T> q, Operand<T> k, Operand<T> v, Strided<T> out, float* logsumexp,
+                         int H, int L, int S, float scale_log2, bool causal) {
   extern __shared__ __align__(16) unsigned char smem[];
   T* sq = reinterpret_cast<T*>(smem);
   T* sk = sq + kRows * kLd<E>;
@@ -285,7 +295,7 @@ __global__ void __launch_bounds__(kThreads)
     l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
   }
   const int64_t bh = blockIdx.y;
-  store_rows<T, E>(out + bh * L * E, o, q0 + warp * 16, L, 1.f / l[0], 1.f / l[1], lane);
+  store_rows<T, E>(out.rows(b, h), out.st, o, q0 + warp * 16, L, 1.f / l[0], 1.f / l[1], lane);
   if (lane % 4 == 0) {
     float* lse = logsumexp + bh * L;
     if (row_lo < L) lse[row_lo] = (m[0] + log2f(l[0])) * kLn2;
@@ -294,14 +304,20 @@ __global__ void __launch_bounds__(kThreads)
 }
 
 // delta[row] = sum(grad_out[row] * out[row]) over rows of E, one warp per row; f32 (f64 for f64).
+// Rows are numbered (b * H + h) * L + t.
 template <typename T, typename A>
-__global__ void attention_delta_kernel(const T* grad_out, const T* out, A* delta, int64_t rows,
-                                       int E) {
+__global__ void attention_delta_kernel(Operand<T> grad_out, Operand<T> out, A* delta, int64_t rows,
+                                       int H, int L, int E) {
   const int64_t warps = static_cast<int64_t>(gridDim.x) * (blockDim.x / 32);
   for (int64_t row = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32; row < rows; row += warps) {
+    const int64_t bh = row / L;
+    const int t = static_cast<int>(row - bh * L), b = static_cast<int>(bh / H),
+              h = static_cast<int>(bh % H);
+    const T* g = grad_out.rows(b, h) + t * grad_out.st;
+    const T* y = out.rows(b, h) + t * out.st;
     A sum = 0;
     for (int e = threadIdx.x % 32; e < E; e += 32)
-      sum += static_cast<A>(load(grad_out[row * E + e])) * static_cast<A>(load(out[row * E + e]));
+      sum += static_cast<A>(load(g[e])) * static_cast<A>(load(y[e]));
     sum = warp_sum(sum);
     if (threadIdx.x % 32 == 0) delta[row] = sum;
   }
@@ -313,9 +329,9 @@ constexpr int kBackwardBlocksPerSm = E <= 64 ? 3 : 1;
 
 template <typename T, int E>
 __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
-    flash_backward_dq_kernel(Operand<T> q, Operand<T> k, Operand<T> v, const T* grad_out,
-                             const float* logsumexp, const float* delta, T* grad_q, int H, int L,
-                             int S, float scale, bool causal) {
+    flash_backward_dq_kernel(Operand<T> q, Operand<T> k, Operand<T> v, Operand<T> grad_out,
+                             const float* logsumexp, const float* delta, Strided<T> grad_q, int H,
+                             int L, int S, float scale, bool causal) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kTile = kRows * kLd<E>;
   // Q, dO, then K and V twice: the next step's pair lands while this one is used.
@@ -331,7 +347,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
   const int steps = key_steps(q0, L, S, causal);
 
   load_tile<T, E>(sq, q.rows(b, h), q.st, q0, L);
-  load_tile<T, E>(sdo, grad_out + bh * L * E, E, q0, L);
+  load_tile<T, E>(sdo, grad_out.rows(b, h), grad_out.st, q0, L);
   load_tile<T, E>(sdo + kTile, kp, k.st, 0, S);
   load_tile<T, E>(sdo + 2 * kTile, vp, v.st, 0, S);
   cp_async_commit();
@@ -398,14 +414,14 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
     mma_p_b<T, E>(dq, p, sk, lane);
     __syncthreads();  // every warp is done with this K and V: the step after next reuses them
   }
-  store_rows<T, E>(grad_q + bh * L * E, dq, q0 + warp * 16, L, scale, scale, lane);
+  store_rows<T, E>(grad_q.rows(b, h), grad_q.st, dq, q0 + warp * 16, L, scale, scale, lane);
 }
 
 template <typename T, int E>
 __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
-    flash_backward_dkv_kernel(Operand<T> q, Operand<T> k, Operand<T> v, const T* grad_out,
-                              const float* logsumexp, const float* delta, T* grad_k, T* grad_v,
-                              int H, int L, int S, float scale, bool causal) {
+    flash_backward_dkv_kernel(Operand<T> q, Operand<T> k, Operand<T> v, Operand<T> grad_out,
+                              const float* logsumexp, const float* delta, Strided<T> grad_k,
+                              Strided<T> grad_v, int H, int L, int S, float scale, bool causal) {
   extern __shared__ __align__(16) unsigned char smem[];
   constexpr int kTile = kRows * kLd<E>;
   // K, V, then Q and dO twice, then the queries' log-sum-exp and delta twice: the next query
@@ -417,7 +433,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
   const int k0 = blockIdx.x * kRows, b = blockIdx.y / H, h = blockIdx.y % H;
   const int64_t bh = blockIdx.y;
   const T* qp = q.rows(b, h);
-  const T* dop = grad_out + bh * L * E;
+  const T* dop = grad_out.rows(b, h);
   const float scale_log2 = scale * kLog2e;
   // Under the causal mask only queries i >= the block's first key see its keys.
   const int first = causal ? k0 / kRows : 0;
@@ -428,7 +444,7 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
     const int q0 = qb * kRows;
     T* dst = sv + (1 + 2 * buf) * kTile;
     load_tile<T, E>(dst, qp, q.st, q0, L);
-    load_tile<T, E>(dst + kTile, dop, E, q0, L);
+    load_tile<T, E>(dst + kTile, dop, grad_out.st, q0, L);
     cp_async_commit();
     float* st = stats + 2 * kRows * buf;
     for (int i = threadIdx.x; i < kRows; i += kThreads) {
@@ -491,8 +507,8 @@ __global__ void __launch_bounds__(kThreads, kBackwardBlocksPerSm<E>)
     mma_p_b<T, E>(dk, dst, sq, lane);
     __syncthreads();  // every warp is done with this buffer: the block after next reuses it
   }
-  store_rows<T, E>(grad_k + bh * S * E, dk, k0 + warp * 16, S, scale, scale, lane);
-  store_rows<T, E>(grad_v + bh * S * E, dv, k0 + warp * 16, S, 1.f, 1.f, lane);
+  store_rows<T, E>(grad_k.rows(b, h), grad_k.st, dk, k0 + warp * 16, S, scale, scale, lane);
+  store_rows<T, E>(grad_v.rows(b, h), grad_v.st, dv, k0 + warp * 16, S, 1.f, 1.f, lane);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -545,9 +561,9 @@ __device__ __forceinline__ bool warp_row(int64_t total, int H, int rows, int& b,
 
 template <int E>
 __global__ void attention_forward_f64_kernel(Operand<double> q, Operand<double> k,
-                                             Operand<double> v, double* out, double* logsumexp,
-                                             int64_t total, int H, int L, int S, double scale,
-                                             bool causal) {
+                                             Operand<double> v, Strided<double> out,
+                                             double* logsumexp, int64_t total, int H, int L, int S,
+                                             double scale, bool causal) {
   int b, h, i;
   int64_t flat;
   if (!warp_row(total, H, L, b, h, i, flat)) return;
@@ -564,21 +580,21 @@ __global__ void attention_forward_f64_kernel(Operand<double> q, Operand<double> 
     axpy<E>(o, p, v.rows(b, h) + j * v.st);
     m = m_new;
   }
-  store_slice<E>(out + flat * E, o, 1.0 / l);
+  store_slice<E>(out.rows(b, h) + i * out.st, o, 1.0 / l);
   if (threadIdx.x % 32 == 0) logsumexp[flat] = m + ::log(l);
 }
 
 template <int E>
 __global__ void attention_backward_dq_f64_kernel(Operand<double> q, Operand<double> k,
-                                                 Operand<double> v, const double* grad_out,
+                                                 Operand<double> v, Operand<double> grad_out,
                                                  const double* logsumexp, const double* delta,
-                                                 double* grad_q, int64_t total, int H, int L, int S,
-                                                 double scale, bool causal) {
+                                                 Strided<double> grad_q, int64_t total, int H,
+                                                 int L, int S, double scale, bool causal) {
   int b, h, i;
   int64_t flat;
   if (!warp_row(total, H, L, b, h, i, flat)) return;
   const RowSlice<E> qi = load_slice<E>(q.rows(b, h) + i * q.st);
-  const RowSlice<E> doi = load_slice<E>(grad_out + flat * E);
+  const RowSlice<E> doi = load_slice<E>(grad_out.rows(b, h) + i * grad_out.st);
   RowSlice<E> dq{};
   const int keys = causal ? ::min(S, i + 1) : S;
   for (int j = 0; j < keys; ++j) {
@@ -586,15 +602,16 @@ __global__ void attention_backward_dq_f64_kernel(Operand<double> q, Operand<doub
     const double dp = dot<E>(doi, v.rows(b, h) + j * v.st);
     axpy<E>(dq, p * (dp - delta[flat]), k.rows(b, h) + j * k.st);
   }
-  store_slice<E>(grad_q + flat * E, dq, scale);
+  store_slice<E>(grad_q.rows(b, h) + i * grad_q.st, dq, scale);
 }
 
 template <int E>
 __global__ void attention_backward_dkv_f64_kernel(Operand<double> q, Operand<double> k,
-                                                  Operand<double> v, const double* grad_out,
+                                                  Operand<double> v, Operand<double> grad_out,
                                                   const double* logsumexp, const double* delta,
-                                                  double* grad_k, double* grad_v, int64_t total,
-                                                  int H, int L, int S, double scale, bool causal) {
+                                                  Strided<double> grad_k, Strided<double> grad_v,
+                                                  int64_t total, int H, int L, int S, double scale,
+                                                  bool causal) {
   int b, h, j;
   int64_t flat;
   if (!warp_row(total, H, S, b, h, j, flat)) return;
@@ -605,12 +622,13 @@ __global__ void attention_backward_dkv_f64_kernel(Operand<double> q, Operand<dou
   for (int i = causal ? j : 0; i < L; ++i) {
     const int64_t row = bh * L + i;
     const double p = ::exp(dot<E>(kj, q.rows(b, h) + i * q.st) * scale - logsumexp[row]);
-    const double dp = dot<E>(vj, grad_out + row * E);
-    axpy<E>(dv, p, grad_out + row * E);
+    const double* doi = grad_out.rows(b, h) + i * grad_out.st;
+    const double dp = dot<E>(vj, doi);
+    axpy<E>(dv, p, doi);
     axpy<E>(dk, p * (dp - delta[row]), q.rows(b, h) + i * q.st);
   }
-  store_slice<E>(grad_k + flat * E, dk, scale);
-  store_slice<E>(grad_v + flat * E, dv, 1.0);
+  store_slice<E>(grad_k.rows(b, h) + j * grad_k.st, dk, scale);
+  store_slice<E>(grad_v.rows(b, h) + j * grad_v.st, dv, 1.0);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -676,9 +694,8 @@ void CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, 
       constexpr int E = decltype(e)::value;
       const int64_t total = BH * L;
       attention_forward_f64_kernel<E><<<static_cast<unsigned>((total + 3) / 4), 128, 0, stream>>>(
-          operand<double>(q_in), operand<double>(k_in), operand<double>(v_in),
-          static_cast<double*>(out.data_ptr()), static_cast<double*>(logsumexp.data_ptr()), total,
-          H, L, S, scale, causal);
+          operand<double>(q_in), operand<double>(k_in), operand<double>(v_in), output<double>(out),
+          static_cast<double*>(logsumexp.data_ptr()), total, H, L, S, scale, causal);
     });
     check_launch("scaled_dot_product_attention (f64)");
     return;
@@ -699,7 +716,7 @@ void CudaBackend::attention_forward(const Tensor& out, const Tensor& logsumexp, 
       constexpr size_t bytes = 3 * tile_bytes<E>();
       allow_shared_memory<flash_forward_kernel<T, E>>(bytes, device);
       flash_forward_kernel<T, E><<<grid, kThreads, bytes, stream>>>(
-          operand<T>(q), operand<T>(k), operand<T>(v), static_cast<T*>(out.data_ptr()),
+          operand<T>(q), operand<T>(k), operand<T>(v), output<T>(out),
           static_cast<float*>(logsumexp.data_ptr()), H, L, S, scale_log2, causal);
     });
   };
@@ -726,24 +743,26 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
     using T = decltype(tag);
     using A = std::conditional_t<std::is_same_v<T, double>, double, float>;
     attention_delta_kernel<T, A><<<grid_for(BH * L, 8, device), 256, 0, stream>>>(
-        static_cast<const T*>(grad_out.data_ptr()), static_cast<const T*>(out.data_ptr()),
-        static_cast<A*>(delta.data_ptr()), BH * L, static_cast<int>(E));
+        operand<T>(grad_out), operand<T>(out), static_cast<A*>(delta.data_ptr()), BH * L, H, L,
+        static_cast<int>(E));
   });
   check_launch("scaled_dot_product_attention backward (delta)");
 
   if (dtype == DType::Float64) {
     dispatch_head_dim(E, [&](auto e) {
       constexpr int kE = decltype(e)::value;
-      const auto d = [](const Tensor& t) { return static_cast<double*>(t.data_ptr()); };
+      const auto d = [](const Tensor& t) { return static_cast<const double*>(t.data_ptr()); };
       const int64_t queries = BH * L, keys = BH * S;
       attention_backward_dq_f64_kernel<kE>
           <<<static_cast<unsigned>((queries + 3) / 4), 128, 0, stream>>>(
-              operand<double>(q_in), operand<double>(k_in), operand<double>(v_in), d(grad_out),
-              d(logsumexp), d(delta), d(grad_q), queries, H, L, S, scale, causal);
+              operand<double>(q_in), operand<double>(k_in), operand<double>(v_in),
+              operand<double>(grad_out), d(logsumexp), d(delta), output<double>(grad_q), queries, H,
+              L, S, scale, causal);
       attention_backward_dkv_f64_kernel<kE>
           <<<static_cast<unsigned>((keys + 3) / 4), 128, 0, stream>>>(
-              operand<double>(q_in), operand<double>(k_in), operand<double>(v_in), d(grad_out),
-              d(logsumexp), d(delta), d(grad_k), d(grad_v), keys, H, L, S, scale, causal);
+              operand<double>(q_in), operand<double>(k_in), operand<double>(v_in),
+              operand<double>(grad_out), d(logsumexp), d(delta), output<double>(grad_k),
+              output<double>(grad_v), keys, H, L, S, scale, causal);
     });
     check_launch("scaled_dot_product_attention backward (f64)");
     return;
@@ -754,11 +773,10 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
     copy(c, t);
     return c;
   };
-  const Tensor q = dense(q_in), k = dense(k_in), v = dense(v_in);
+  const Tensor q = dense(q_in), k = dense(k_in), v = dense(v_in), go = dense(grad_out);
   const float s = static_cast<float>(scale);
   const auto launch = [&](auto tag) {
     using T = decltype(tag);
-    const auto p = [](const Tensor& t) { return static_cast<T*>(t.data_ptr()); };
     const auto f = [](const Tensor& t) { return static_cast<const float*>(t.data_ptr()); };
     dispatch_head_dim(E, [&](auto e) {
       constexpr int kE = decltype(e)::value;
@@ -768,13 +786,14 @@ void CudaBackend::attention_backward(const Tensor& grad_q, const Tensor& grad_k,
       allow_shared_memory<flash_backward_dkv_kernel<T, kE>>(dkv_bytes, device);
       flash_backward_dq_kernel<T, kE>
           <<<dim3(static_cast<unsigned>((L + kRows - 1) / kRows), static_cast<unsigned>(BH)),
-             kThreads, dq_bytes, stream>>>(operand<T>(q), operand<T>(k), operand<T>(v), p(grad_out),
-                                           f(logsumexp), f(delta), p(grad_q), H, L, S, s, causal);
+             kThreads, dq_bytes, stream>>>(operand<T>(q), operand<T>(k), operand<T>(v),
+                                           operand<T>(go), f(logsumexp), f(delta),
+                                           output<T>(grad_q), H, L, S, s, causal);
       flash_backward_dkv_kernel<T, kE>
           <<<dim3(static_cast<unsigned>((S + kRows - 1) / kRows), static_cast<unsigned>(BH)),
-             kThreads, dkv_bytes, stream>>>(operand<T>(q), operand<T>(k), operand<T>(v),
-                                            p(grad_out), f(logsumexp), f(delta), p(grad_k),
-                                            p(grad_v), H, L, S, s, causal);
+             kThreads, dkv_bytes, stream>>>(
+              operand<T>(q), operand<T>(k), operand<T>(v), operand<T>(go), f(logsumexp), f(delta),
+              output<T>(grad_k), output<T>(grad_v), H, L, S, s, causal);
     });
   };
   if (dtype == DType::Float16)

@@ -193,8 +193,17 @@ __global__ void reduce_columns_kernel(Dims kept, Dims reduced, int64_t outputs, 
        o += step) {
     const T* base = in + kept.offset(o);
     A acc = identity<Op, A>();
-    for (int64_t r = begin; r < end; ++r)
-      acc = combine<Op>(acc, static_cast<A>(load(base[reduced.offset(r)])));
+    if (reduced.ndim == 1) {
+      // One reduced dim (a bias gradient's rows): a multiply per element instead of a 64-bit
+      // division, and several loads in flight (this was 4x slower than PyTorch at 16384 x 3072).
+      const int64_t stride = reduced.strides[0];
+#pragma unroll 8
+      for (int64_t r = begin; r < end; ++r)
+        acc = combine<Op>(acc, static_cast<A>(load(base[r * stride])));
+    } else {
+      for (int64_t r = begin; r < end; ++r)
+        acc = combine<Op>(acc, static_cast<A>(load(base[reduced.offset(r)])));
+    }
     emit<Op>(acc, o, chunk, chunks, count, out, partial);
   }
 }

@@ -2,6 +2,7 @@
 // streams, the caching allocators, host <-> device copies and error checking.
 
 #include <array>
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -25,7 +26,8 @@ struct DeviceState {
   cudaStream_t stream = nullptr;
   int multiprocessors = 0;
   CachingAllocator* allocator = nullptr;
-  DeviceFault* fault = nullptr;  // pinned host memory the device writes through
+  DeviceFault* fault = nullptr;         // pinned host memory the device writes through
+  DeviceFault* fault_mapped = nullptr;  // the same, as the device addresses it
 };
 
 std::mutex state_mutex;
@@ -34,9 +36,23 @@ std::vector<DeviceState*>& states() {
   return *all;
 }
 
-void set_device(int device) { check(cudaSetDevice(device), "cudaSetDevice"); }
+// Every op asks for its device's state: once made, it is read without the lock.
+constexpr int kFastDevices = 64;
+std::array<std::atomic<DeviceState*>, kFastDevices> made_states{};
+
+// cudaSetDevice costs more than asking which device is current, and every op's launch makes its
+// device current.
+void set_device(int device) {
+  int current = -1;
+  if (cudaGetDevice(&current) == cudaSuccess && current == device) return;
+  check(cudaSetDevice(device), "cudaSetDevice");
+}
 
 DeviceState& state(int device) {
+  if (device >= 0 && device < kFastDevices)
+    if (DeviceState* made =
+            made_states[static_cast<size_t>(device)].load(std::memory_order_acquire))
+      return *made;
   std::lock_guard lock(state_mutex);
   auto& all = states();
   if (all.empty()) all.resize(static_cast<size_t>(instance.device_count()), nullptr);
@@ -52,6 +68,9 @@ DeviceState& state(int device) {
     void* fault = nullptr;
     check(cudaHostAlloc(&fault, sizeof(DeviceFault), cudaHostAllocMapped), "cudaHostAlloc");
     fresh->fault = new (fault) DeviceFault{};
+    void* mapped = nullptr;
+    check(cudaHostGetDevicePointer(&mapped, fault, 0), "cudaHostGetDevicePointer");
+    fresh->fault_mapped = static_cast<DeviceFault*>(mapped);
     CachingAllocator::Callbacks callbacks{
         [device](size_t nbytes) -> void* {
           set_device(device);
@@ -71,6 +90,7 @@ DeviceState& state(int device) {
     fresh->allocator = new CachingAllocator("cuda:" + std::to_string(device), std::move(callbacks),
                                             CachingAllocator::options_from_env("CUDA"));
     s = fresh.release();
+    if (device < kFastDevices) made_states[static_cast<size_t>(device)].store(s);
   }
   return *s;
 }
@@ -130,12 +150,7 @@ Tensor scratch(const Shape& shape, DType dtype, Device device) {
   return Tensor(std::move(impl));
 }
 
-DeviceFault* device_fault(int device) {
-  DeviceFault* host = state(device).fault;
-  void* mapped = nullptr;
-  check(cudaHostGetDevicePointer(&mapped, host, 0), "cudaHostGetDevicePointer");
-  return static_cast<DeviceFault*>(mapped);
-}
+DeviceFault* device_fault(int device) { return state(device).fault_mapped; }
 
 int CudaBackend::device_count() const {
   static const int count = [] {
