@@ -31,6 +31,7 @@ both libraries and for any split of the global batch.
 
 import argparse
 import datetime
+import gc
 import json
 import os
 import random
@@ -321,6 +322,9 @@ def measure(args):
               f"{g['tokens_per_s']:.0f} tokens/s, loss {g['loss_first']:.5f} -> "
               f"{g['loss_last']:.5f} after {g['steps']} steps", flush=True)
         write(args, record)
+    # The DDP module, held in cycles, goes before the process group: PyTorch (2.15, gloo) aborted
+    # at exit now and then when the group went first.
+    gc.collect()
     group.close()
 
 
