@@ -489,6 +489,9 @@ def main():
     parser.add_argument("--device", default="cuda",
                         help="cuda (default), or cpu to check the script")
     parser.add_argument("--results", help="a Markdown file to append the dated table to")
+    parser.add_argument("--only", choices=["kernels", "training"],
+                        help="only the kernel rows (GEMMs to per-op costs) or only the training "
+                        "steps (their floors then need the GEMM rates and are left out)")
     args = parser.parse_args()
 
     libs = [Lib(st, args.device)]
@@ -511,11 +514,15 @@ def main():
     print(f"# {device_text}, spiraltorch {st.__version__}", flush=True)
 
     table = Table()
-    rates = bench_gemm(libs, table, args, l2) if cuda else {}
-    bandwidth = bench_memory(libs, table, args)
-    bench_rows(libs, table, args, bandwidth)
-    if cuda:
-        bench_overhead(libs, table)
+    rates = {}
+    if args.only != "training":
+        rates = bench_gemm(libs, table, args, l2) if cuda else {}
+        bandwidth = bench_memory(libs, table, args)
+        bench_rows(libs, table, args, bandwidth)
+        if cuda:
+            bench_overhead(libs, table)
+    if args.only == "kernels":
+        return finish(args, device_text, table)
     bench_mlp(libs, table, args, rates)
     small, big = (GPT_QUICK, GPT2_QUICK) if args.quick else (GPT_SMALL, GPT2_SMALL)
     for shape, autocast, target in [(small, False, ("ratio", 1.15)),
@@ -524,7 +531,11 @@ def main():
         name = "GPT {layers}L d{d} T{context} B{batch} V{vocab}".format(**shape)
         name += ", bf16 autocast" if autocast else ", f32 (no TF32)"
         bench_gpt(libs, table, args, rates, name, autocast, target, **shape)
+    finish(args, device_text, table)
 
+
+def finish(args, device_text, table):
+    """Prints the dated table with its command and appends it to the results file."""
     command = "python3 " + " ".join(sys.argv)
     text = (f"\n### {datetime.date.today().isoformat()}: {device_text}\n\n"
             f"Command: `{command}`\n\n{table.markdown()}\n")

@@ -168,8 +168,9 @@ TEST_P(Attention, StridedHeadsAsInTheGptBlock) {
   EXPECT_TRUE(close_at_scale(out, ref.out, rel));
   // The fused kernels write the output in the operands' [B, T, H, E] order, so merging the heads
   // back is a view.
-  if (device().type == st::DeviceType::CUDA && dtype() != DType::Float32)
+  if (device().type == st::DeviceType::CUDA && dtype() != DType::Float32) {
     EXPECT_TRUE(out.transpose(1, 2).is_contiguous());
+  }
   const Tensor grad = packed.grad();
   EXPECT_TRUE(close_at_scale(grad.select(2, 0).transpose(1, 2), ref.dq, 2 * rel));
   EXPECT_TRUE(close_at_scale(grad.select(2, 1).transpose(1, 2), ref.dk, 2 * rel));

@@ -59,7 +59,10 @@ template <int V, typename TOut, typename Fn, typename... TIn, size_t... K>
 __device__ __forceinline__ void map_pack_at(const std::array<uint32_t, 1 + sizeof...(TIn)>& off,
                                             Fn fn, Pack<TOut, V>* out, std::index_sequence<K...>,
                                             const Pack<TIn, V>*... in) {
-  apply_packs<V>(fn, out[off[0]], in[off[K + 1]]...);
+  // Whole packs in registers: one 16-byte load per operand and one store.
+  Pack<TOut, V> o;
+  apply_packs<V>(fn, o, Pack<TIn, V>(in[off[K + 1]])...);
+  out[off[0]] = o;
 }
 
 // The strided kernel over packs of V elements (V = 1: single elements) with 32-bit offsets in
