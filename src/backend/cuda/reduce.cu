@@ -204,18 +204,26 @@ __global__ void reduce_columns_kernel(Dims kept, Dims reduced, int64_t outputs, 
       for (int64_t r = begin; r < end; ++r)
         acc = combine<Op>(acc, static_cast<A>(load(base[reduced.offset(r)])));
     }
-    emit<Op>(acc, o, chunk, chunks, count, out, partial);
+    // Partials chunk-major: neighbouring threads hold neighbouring outputs, so both the writes
+    // here and the reads of reduce_partials_kernel are coalesced.
+    if (chunks == 1)
+      out[o] = finish<Op, TOut>(acc, count);
+    else
+      partial[chunk * outputs + o] = acc;
   }
 }
 
+// A thread per output; partials output-major (the rows kernel's) or chunk-major (the columns').
 template <ReduceOp Op, typename TOut, typename A>
 __global__ void reduce_partials_kernel(int64_t outputs, int chunks, int64_t count, const A* partial,
-                                       TOut* out) {
+                                       bool chunk_major, TOut* out) {
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
+  const int64_t output_stride = chunk_major ? 1 : chunks, chunk_stride = chunk_major ? outputs : 1;
   for (int64_t o = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; o < outputs;
        o += step) {
     A acc = identity<Op, A>();
-    for (int c = 0; c < chunks; ++c) acc = combine<Op>(acc, partial[o * chunks + c]);
+    for (int c = 0; c < chunks; ++c)
+      acc = combine<Op>(acc, partial[o * output_stride + c * chunk_stride]);
     out[o] = finish<Op, TOut>(acc, count);
   }
 }
@@ -225,11 +233,12 @@ __global__ void reduce_partials_kernel(int64_t outputs, int chunks, int64_t coun
 // sum of 2^28 f32.
 template <ReduceOp Op, typename TOut, typename A>
 __global__ void reduce_partials_block_kernel(int64_t outputs, int chunks, int64_t count,
-                                             const A* partial, TOut* out) {
+                                             const A* partial, bool chunk_major, TOut* out) {
+  const int64_t output_stride = chunk_major ? 1 : chunks, chunk_stride = chunk_major ? outputs : 1;
   for (int64_t o = blockIdx.x; o < outputs; o += gridDim.x) {
     A acc = identity<Op, A>();
     for (int c = threadIdx.x; c < chunks; c += blockDim.x)
-      acc = combine<Op>(acc, partial[o * chunks + c]);
+      acc = combine<Op>(acc, partial[o * output_stride + c * chunk_stride]);
     acc = block_combine<Op>(acc);
     if (threadIdx.x == 0) out[o] = finish<Op, TOut>(acc, count);
     __syncthreads();  // `shared` of block_combine is reused by the next output
@@ -284,11 +293,12 @@ void reduce_typed(const Tensor& out, const Tensor& in, const std::vector<int64_t
   if (chunks > 1) {
     if (outputs < 4 * sms && chunks >= 32)
       reduce_partials_block_kernel<Op, TOut, A>
-          <<<static_cast<unsigned>(outputs), kThreads, 0, stream>>>(outputs, chunks, count, p, y);
+          <<<static_cast<unsigned>(outputs), kThreads, 0, stream>>>(outputs, chunks, count, p,
+                                                                    !rows, y);
     else
       reduce_partials_kernel<Op, TOut, A>
           <<<grid_for(outputs, kThreads, device), kThreads, 0, stream>>>(outputs, chunks, count, p,
-                                                                         y);
+                                                                         !rows, y);
     check_launch("reduce");
   }
 }
