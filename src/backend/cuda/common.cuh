@@ -278,18 +278,6 @@ __device__ __forceinline__ int64_t held_col(int j, int lane, int lanes, bool vec
              : static_cast<int64_t>(j) * lanes + lane;
 }
 
-// Bit j set when the thread's value j lies inside a row of `cols`. The same for every row, so a
-// kernel computes it once rather than a 64-bit column index per element and row.
-template <typename T, int E>
-__device__ __forceinline__ uint64_t held_mask(int64_t cols, int lane, int lanes, bool vec) {
-  static_assert(E <= 64, "one bit per held value");
-  uint64_t mask = 0;
-#pragma unroll
-  for (int j = 0; j < E; ++j)
-    if (held_col<T>(j, lane, lanes, vec) < cols) mask |= uint64_t{1} << j;
-  return mask;
-}
-
 // Loads the values a thread holds of row `x`; columns past the row take `fill`.
 template <typename T, int E>
 __device__ __forceinline__ void load_held(const T* x, int64_t cols, int lane, int lanes, bool vec,

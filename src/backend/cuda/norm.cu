@@ -94,7 +94,6 @@ __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kG
   using Group = RowGroup<kGroup == kWarpRows>;
   __shared__ C shared[32];
   const int lane = Group::lane(), lanes = Group::lanes();
-  const uint64_t inside = held_mask<T, E>(cols, lane, lanes, vec);
   for (int64_t r = Group::first_row(); r < rows; r += Group::row_step()) {
     C v[E];
     load_held<T, E>(in + r * cols, cols, lane, lanes, vec, v, C(0));
@@ -105,7 +104,7 @@ __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kG
     C sq = 0;
 #pragma unroll
     for (int j = 0; j < E; ++j) {
-      const C d = (inside >> j) & 1 ? v[j] - mean : C(0);
+      const C d = held_col<T>(j, lane, lanes, vec) < cols ? v[j] - mean : C(0);
       sq += d * d;
     }
     const C rstd = C(1) / ::sqrt(Group::sum(sq, shared) / static_cast<C>(cols) + eps);
