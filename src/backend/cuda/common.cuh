@@ -13,6 +13,7 @@
 #include <utility>
 
 #include "backend/cuda/cuda_backend.h"
+#include "backend/cuda/fast_divmod.h"
 
 namespace st::backend::cuda {
 
@@ -133,27 +134,6 @@ struct Layout {
       i = q;
     }
     return off;
-  }
-};
-
-// Division by a fixed divisor d >= 1 as a multiply-high, an add and a shift (Granlund and
-// Montgomery's round-up method), exact for dividends below 2^31; a 64-bit division costs dozens of
-// instructions and was what bound strided copies.
-struct FastDivmod {
-  uint32_t divisor = 1, multiplier = 1, shift = 0;
-
-  FastDivmod() = default;
-  explicit FastDivmod(uint32_t d) : divisor(d) {
-    while ((uint64_t{1} << shift) < d) ++shift;
-    multiplier = static_cast<uint32_t>((uint64_t{1} << 32) * ((uint64_t{1} << shift) - d) / d + 1);
-  }
-  __host__ __device__ __forceinline__ uint32_t div(uint32_t n) const {
-#ifdef __CUDA_ARCH__
-    const uint32_t high = __umulhi(n, multiplier);
-#else
-    const uint32_t high = static_cast<uint32_t>((uint64_t{n} * multiplier) >> 32);
-#endif
-    return (high + n) >> shift;
   }
 };
 
