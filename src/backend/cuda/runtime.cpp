@@ -5,6 +5,7 @@
 #include <atomic>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <vector>
 
@@ -101,8 +102,15 @@ void raise_fault(int device) {
   DeviceFault& fault = *state(device).fault;
   const auto* seen = reinterpret_cast<volatile const unsigned long long*>(&fault.set);
   if (*seen == 0) return;
-  const DeviceFault found = fault;
-  fault = DeviceFault{};
+  DeviceFault found{};
+  {
+    // Threads waiting at once: one of them takes the fault and raises it.
+    static std::mutex taking;
+    std::lock_guard lock(taking);
+    found = fault;
+    fault = DeviceFault{};
+  }
+  if (found.set == 0) return;
   const std::string what =
       found.kind == FaultKind::EmbeddingIndex
           ? detail::concat("[embedding] index ", found.value, " is out of range for a table of ",
