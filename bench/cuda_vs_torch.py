@@ -31,6 +31,7 @@ except ImportError:
     torch = None
 
 import spiraltorch as st
+from python_overhead import autograd_chain
 
 GB = 1e9
 
@@ -306,16 +307,7 @@ def bench_overhead(libs, table):
             lib.sync()
 
         figures[(lib.name, "synced")] = host_us(lib, synced)
-        leaf = lib.randn(4, requires_grad=True)
-
-        def chain():
-            y = leaf
-            for _ in range(50):
-                y = y * 1.0001
-                y = y + 0.5
-            y.sum().backward()
-            leaf.grad = None
-
+        chain = autograd_chain(lib.randn(4, requires_grad=True))
         figures[(lib.name, "chain")] = host_us(lib, chain) / 100
     get = lambda lib, k: figures.get((lib, k))  # noqa: E731
     table.add("tiny CUDA op a + b, queued", "us", get("SpiralTorch", "queued"),

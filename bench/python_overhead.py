@@ -14,8 +14,6 @@ import platform
 import statistics
 import time
 
-os.environ.setdefault("OMP_NUM_THREADS", "1")
-
 
 def timed(fn, inner):
     start = time.perf_counter()
@@ -32,14 +30,9 @@ def measure(fn, repeats):
     return statistics.median(timed(fn, inner) for _ in range(repeats))
 
 
-def cases(lib):
-    """(name, function, ops per call) for a library with PyTorch's API (torch or spiraltorch)."""
-    a, b = lib.ones(4), lib.ones(4)
-
-    def tiny_add():
-        return a + b
-
-    leaf = lib.ones(4, requires_grad=True)
+def autograd_chain(leaf):
+    """50 multiplies and 50 adds from `leaf`, then backward and clearing the gradient: 100 forward
+    ops a call, for any library with PyTorch's API."""
 
     def chain():
         y = leaf
@@ -49,6 +42,17 @@ def cases(lib):
         y.sum().backward()
         leaf.grad = None
 
+    return chain
+
+
+def cases(lib):
+    """(name, function, ops per call) for a library with PyTorch's API (torch or spiraltorch)."""
+    a, b = lib.ones(4), lib.ones(4)
+
+    def tiny_add():
+        return a + b
+
+    chain = autograd_chain(lib.ones(4, requires_grad=True))
     return [("tiny CPU add (4 elements)", tiny_add, 1), ("100-op autograd chain, per forward op", chain, 100)]
 
 
@@ -57,6 +61,8 @@ def main():
     parser.add_argument("--repeats", type=int, default=7)
     args = parser.parse_args()
 
+    # Before either library starts its thread pool.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
     import spiraltorch as st
 
     libs = [("spiraltorch " + st.__version__, st)]
