@@ -180,6 +180,27 @@ TEST_P(Reduce, LargeSumAndMean) {
                tol(), &mag);
 }
 
+// Bias-gradient sums: many rows of contiguous outputs, whole 16-byte groups of them per thread on
+// the GPUs where the rows allow it (64 columns), else one column a thread (a view starting one
+// element into its storage is not 16-byte aligned), split into chunks of rows.
+TEST_P(Reduce, ColumnSumsOfManyRows) {
+  NDArray a = grid_random({3000, 65}, rng);
+  const Tensor x = input(a);
+  for (const Tensor& view : {x.narrow(1, 0, 64), x.narrow(1, 1, 64), x}) {
+    SCOPED_TRACE(shape_str(view.shape()) + " at offset " + std::to_string(view.offset()));
+    const NDArray v = from_tensor(view);
+    NDArray mag = reduce_dims(map(v, [](double e) { return std::fabs(e); }), {0}, false, sum_of);
+    EXPECT_CLOSE(st::sum(view, {0}), reduce_dims(v, {0}, false, sum_of), tol(), &mag);
+    EXPECT_EXACT(st::amax(view, {0}), reduce_dims(v, {0}, false, [](const std::vector<double>& l) {
+                   return extreme(l, true).first;
+                 }));
+  }
+  // Contiguous 64 columns, all multiples of every dtype's group.
+  NDArray b = grid_random({3000, 64}, rng);
+  NDArray mag = reduce_dims(map(b, [](double e) { return std::fabs(e); }), {0}, false, sum_of);
+  EXPECT_CLOSE(st::sum(input(b), {0}), reduce_dims(b, {0}, false, sum_of), tol(), &mag);
+}
+
 TEST_P(Reduce, MaxMinWithIndices) {
   struct Case {
     Shape shape;

@@ -188,11 +188,13 @@ class Backend {
   virtual void embedding_backward(const Tensor& grad_weight, const Tensor& grad_out,
                                   const Tensor& indices);
   // logits [N, C] contiguous, target int [N]; loss [N] = logsumexp(row) - row[target] (0 where
-  // target == ignore_index); lse [N] in the statistics dtype (as layer_norm's) saved for backward.
-  // A target outside [0, C) that is not ignore_index throws IndexError, as embedding's.
+  // target == ignore_index), in the logits' dtype or, for f16/bf16 logits, in f32 (autocast);
+  // lse [N] in the statistics dtype (as layer_norm's) saved for backward. A target outside [0, C)
+  // that is not ignore_index throws IndexError, as embedding's.
   virtual void cross_entropy(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                              const Tensor& target, int64_t ignore_index);
   // grad_logits [N, C] = (softmax(row) - onehot(target)) * grad_loss[n]; 0 rows where ignored.
+  // grad_logits has the logits' dtype, grad_loss the loss's (see cross_entropy).
   virtual void cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
                                       const Tensor& logits, const Tensor& lse, const Tensor& target,
                                       int64_t ignore_index);

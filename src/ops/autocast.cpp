@@ -89,6 +89,11 @@ std::optional<std::vector<Tensor>> autocast_inputs_slow(
   return cast;
 }
 
+bool autocast_lowered(const Tensor& t) {
+  return t.defined() && (t.dtype() == DType::BFloat16 || t.dtype() == DType::Float16) &&
+         state_of(t.device().type).enabled;
+}
+
 }  // namespace detail
 
 AutocastSuspend::AutocastSuspend() {

@@ -151,8 +151,6 @@ Tensor embedding(const Tensor& weight, const Tensor& indices) {
 
 Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_index,
                      Reduction reduction) {
-  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&logits}))
-    return cross_entropy((*cast)[0], target, ignore_index, reduction);
   ops::check_defined("cross_entropy", {&logits, &target});
   ops::check_same_device("cross_entropy", {&logits, &target});
   ops::check_floating("cross_entropy", logits, "logits tensor");
@@ -168,7 +166,11 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
   const Tensor logits2 = (single ? logits.unsqueeze(0) : logits).contiguous();
   const Tensor target1 = target.detach().reshape({-1}).contiguous();
   const int64_t n = logits2.shape()[0];
-  Tensor loss = ops::new_tensor({n}, logits.dtype(), logits.device());
+  // Autocast's f32 loss without casting the logits: the kernels compute in f32 either way, and the
+  // cast would copy the largest activation of a language model and then its gradient.
+  const DType loss_dtype =
+      ops::autocast_computes_in_float32(logits) ? DType::Float32 : logits.dtype();
+  Tensor loss = ops::new_tensor({n}, loss_dtype, logits.device());
   Tensor lse = ops::new_tensor({n}, ops::statistics_type(logits.dtype()), logits.device());
   if (n > 0) {
     ST_CHECK(logits2.shape()[1] > 0, ShapeError, "[cross_entropy] logits of shape ", logits.shape(),
@@ -181,7 +183,7 @@ Tensor cross_entropy(const Tensor& logits, const Tensor& target, int64_t ignore_
     case Reduction::Sum: return sum(loss);
     case Reduction::Mean: {
       // Divides by the count of targets that are not ignored, computed on the device: no host read.
-      const Tensor counted = sum(ne(target1, ignore_index)).to(logits.dtype());
+      const Tensor counted = sum(ne(target1, ignore_index)).to(loss_dtype);
       return div(sum(loss), counted);
     }
   }

@@ -42,13 +42,14 @@ ST_CPU_CLONES LogSumExp<C> row_logsumexp(const T* x, int64_t cols) {
   return {hi, std::log(sum)};
 }
 
-template <typename T>
+// L: the loss's dtype, T's or f32 (autocast on f16/bf16 logits).
+template <typename T, typename L>
 void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& logits,
                          const std::vector<int64_t>& target, int64_t ignore_index) {
   using C = compute_t<T>;
   const int64_t rows = logits.shape()[0], cols = logits.shape()[1];
   const T* src = logits.data<T>();
-  T* loss_out = loss.data<T>();
+  L* loss_out = loss.data<L>();
   C* lse_out = lse.data<C>();
   parallel_for(rows, cols, [&](int64_t b, int64_t e) {
     for (int64_t r = b; r < e; ++r) {
@@ -57,7 +58,7 @@ void cross_entropy_typed(const Tensor& loss, const Tensor& lse, const Tensor& lo
       lse_out[r] = l.max + l.log_sum;
       // (max - x[t]) + log(sum): no cancellation against a large max.
       const int64_t t = target[r];
-      loss_out[r] = t == ignore_index ? T(C(0)) : T((l.max - static_cast<C>(x[t])) + l.log_sum);
+      loss_out[r] = t == ignore_index ? L(C(0)) : L((l.max - static_cast<C>(x[t])) + l.log_sum);
     }
   });
 }
@@ -104,10 +105,12 @@ void CpuBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Tens
   const std::vector<int64_t> t = read_targets(target, logits.shape()[1], ignore_index);
   dispatch_dtype(logits.dtype(), [&](auto tag) {
     using T = decltype(tag);
-    if constexpr (kFloating<T>)
-      cross_entropy_typed<T>(loss, lse, logits, t, ignore_index);
-    else
+    if constexpr (!kFloating<T>)
       not_implemented("cross_entropy");
+    else if (loss.dtype() == logits.dtype())
+      cross_entropy_typed<T, T>(loss, lse, logits, t, ignore_index);
+    else
+      cross_entropy_typed<T, float>(loss, lse, logits, t, ignore_index);
   });
 }
 

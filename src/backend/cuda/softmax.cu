@@ -178,10 +178,11 @@ __global__ void __launch_bounds__(1024)
   }
 }
 
-template <typename T, typename S, typename I>
+// L: the loss's dtype, T's or f32 (autocast on f16/bf16 logits); S: the statistics dtype.
+template <typename T, typename L, typename S, typename I>
 __global__ void __launch_bounds__(1024)
     cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits, const I* target,
-                         int64_t target_stride, int64_t ignore_index, T* loss, S* lse,
+                         int64_t target_stride, int64_t ignore_index, L* loss, S* lse,
                          DeviceFault* fault) {
   using C = calc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -194,21 +195,21 @@ __global__ void __launch_bounds__(1024)
       const C row_lse = ms.m + ::log(ms.s);
       lse[r] = static_cast<S>(row_lse);
       if (t == ignore_index) {
-        loss[r] = store<T>(C(0));
+        loss[r] = store<L>(C(0));
       } else if (t < 0 || t >= cols) {
         report_fault(fault, FaultKind::CrossEntropyTarget, t, cols);
-        loss[r] = store<T>(C(0));
+        loss[r] = store<L>(C(0));
       } else {
-        loss[r] = store<T>(row_lse - load(x[t]));
+        loss[r] = store<L>(row_lse - load(x[t]));
       }
     }
   }
 }
 
-template <typename T, typename S, typename I>
+template <typename T, typename L, typename S, typename I>
 __global__ void __launch_bounds__(1024)
     cross_entropy_backward_kernel(int64_t rows, int64_t cols, const T* logits, const S* lse,
-                                  const I* target, int64_t target_stride, const T* grad_loss,
+                                  const I* target, int64_t target_stride, const L* grad_loss,
                                   int64_t grad_stride, int64_t ignore_index, T* grad_logits) {
   using C = calc_t<T>;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
@@ -219,7 +220,7 @@ __global__ void __launch_bounds__(1024)
       for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) gx[c] = store<T>(C(0));
       continue;
     }
-    const C g = load(grad_loss[r * grad_stride]);
+    const C g = static_cast<C>(load(grad_loss[r * grad_stride]));
     const C shift = static_cast<C>(lse[r]);
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
       gx[c] = store<T>((::exp(load(x[c]) - shift) - (c == t ? C(1) : C(0))) * g);
@@ -231,6 +232,24 @@ unsigned row_grid(int64_t rows) {
 }
 
 int64_t stride_of_1d(const Tensor& t) { return t.dim() == 0 ? 0 : t.strides()[0]; }
+
+// Calls run(L{}, I{}) for the loss dtype L (T's, or f32 under autocast) and the target's index
+// type I.
+template <typename T, typename Run>
+void dispatch_loss_and_index(const Tensor& loss, const Tensor& target, const Run& run) {
+  const auto with_index = [&](auto loss_tag) {
+    if (target.dtype() == DType::Int32)
+      run(loss_tag, int32_t{});
+    else
+      run(loss_tag, int64_t{});
+  };
+  if constexpr (std::is_same_v<T, double> || std::is_same_v<T, float>)
+    with_index(T{});
+  else if (loss.dtype() == DType::Float32)
+    with_index(float{});
+  else
+    with_index(T{});
+}
 
 }  // namespace
 
@@ -304,17 +323,15 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Ten
   dispatch_float(logits.dtype(), "cross_entropy", [&](auto tag) {
     using T = decltype(tag);
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    const auto run = [&](auto index_tag) {
+    const auto run = [&](auto loss_tag, auto index_tag) {
+      using L = decltype(loss_tag);
       using I = decltype(index_tag);
-      cross_entropy_kernel<T, S, I><<<row_grid(rows), threads_for(cols), 0, stream>>>(
+      cross_entropy_kernel<T, L, S, I><<<row_grid(rows), threads_for(cols), 0, stream>>>(
           rows, cols, static_cast<const T*>(logits.data_ptr()),
           static_cast<const I*>(target.data_ptr()), stride_of_1d(target), ignore_index,
-          static_cast<T*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()), fault);
+          static_cast<L*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()), fault);
     };
-    if (target.dtype() == DType::Int32)
-      run(int32_t{});
-    else
-      run(int64_t{});
+    dispatch_loss_and_index<T>(loss, target, run);
     check_launch("cross_entropy");
   });
 }
@@ -327,19 +344,17 @@ void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor
   dispatch_float(logits.dtype(), "cross_entropy_backward", [&](auto tag) {
     using T = decltype(tag);
     using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    const auto run = [&](auto index_tag) {
+    const auto run = [&](auto loss_tag, auto index_tag) {
+      using L = decltype(loss_tag);
       using I = decltype(index_tag);
-      cross_entropy_backward_kernel<T, S, I>
+      cross_entropy_backward_kernel<T, L, S, I>
           <<<row_grid(rows), threads_for(cols), 0, stream_of(logits)>>>(
               rows, cols, static_cast<const T*>(logits.data_ptr()),
               static_cast<const S*>(lse.data_ptr()), static_cast<const I*>(target.data_ptr()),
-              stride_of_1d(target), static_cast<const T*>(grad_loss.data_ptr()),
+              stride_of_1d(target), static_cast<const L*>(grad_loss.data_ptr()),
               stride_of_1d(grad_loss), ignore_index, static_cast<T*>(grad_logits.data_ptr()));
     };
-    if (target.dtype() == DType::Int32)
-      run(int32_t{});
-    else
-      run(int64_t{});
+    dispatch_loss_and_index<T>(grad_loss, target, run);
     check_launch("cross_entropy_backward");
   });
 }

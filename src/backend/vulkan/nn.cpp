@@ -93,6 +93,12 @@ std::vector<int64_t> read_indices(const Tensor& t) {
   return values;
 }
 
+// The variant of op for the logits' dtype, with "_f32" when the loss is f32 and the logits not.
+std::string cross_entropy_shader(std::string_view op, const Tensor& logits, const Tensor& loss) {
+  return detail::concat(op, "_", shader_dtype(logits.dtype(), op),
+                        loss.dtype() == logits.dtype() ? "" : "_f32");
+}
+
 }  // namespace
 
 void VulkanBackend::uniform(const Tensor& dst, double low, double high, uint64_t seed,
@@ -188,9 +194,8 @@ void VulkanBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const T
   p.cols = index32(classes, "cross_entropy");
   index32(logits.numel(), "cross_entropy");
   p.target_is_i64 = target.dtype() == DType::Int64;
-  context().dispatch(
-      detail::concat("cross_entropy_", shader_dtype(logits.dtype(), "cross_entropy")), &p,
-      sizeof(p), groups_for(p.rows, 1));
+  context().dispatch(cross_entropy_shader("cross_entropy", logits, loss), &p, sizeof(p),
+                     groups_for(p.rows, 1));
 }
 
 void VulkanBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor& grad_loss,
@@ -209,9 +214,8 @@ void VulkanBackend::cross_entropy_backward(const Tensor& grad_logits, const Tens
   p.cols = index32(logits.shape()[1], "cross_entropy_backward");
   index32(logits.numel(), "cross_entropy_backward");
   p.target_is_i64 = target.dtype() == DType::Int64;
-  context().dispatch(detail::concat("cross_entropy_backward_",
-                                    shader_dtype(logits.dtype(), "cross_entropy_backward")),
-                     &p, sizeof(p), groups_for(logits.numel(), 256));
+  context().dispatch(cross_entropy_shader("cross_entropy_backward", logits, grad_loss), &p,
+                     sizeof(p), groups_for(logits.numel(), 256));
 }
 
 }  // namespace st::backend::vulkan

@@ -2,6 +2,7 @@
 // Cross entropy over contiguous [N, C] logits with integer targets (validated by the host).
 // Forward: a workgroup per row; lse = max + log(sum(exp(x - max))), loss = (max - x[t]) + log(sum)
 // (0 where ignored). BACKWARD: one invocation per element, (softmax(row) - onehot) * grad_loss[n].
+// L is the loss's dtype (and grad_loss's): T, or f32 for f16/bf16 logits under autocast.
 #include "common.glsl"
 #include "math.glsl"
 
@@ -56,7 +57,7 @@ void main() {
       int64_t target = target_at(p, r);
       C loss = target == p.ignore_index ? C(0)
                                         : (hi - C(LOAD(T)(p.logits_addr, base + uint(target)))) + log_sum;
-      STORE(T)(p.loss_addr, r, CT(T)(loss));
+      STORE(L)(p.loss_addr, r, CT(L)(loss));
     }
   }
 #else
@@ -66,7 +67,7 @@ void main() {
     int64_t target = target_at(p, r);
     C g = C(0);
     if (target != p.ignore_index) {
-      C scale = C(LOAD(T)(p.grad_loss_addr, r * p.grad_loss_stride));
+      C scale = C(LOAD(L)(p.grad_loss_addr, r * p.grad_loss_stride));
       C prob = EXP_C(C(LOAD(T)(p.logits_addr, i)) - LOAD_STAT(p.lse_addr, r));
       g = (int64_t(c) == target ? prob - C(1) : prob) * scale;
     }

@@ -53,8 +53,8 @@ foreach(t IN LISTS st_vk_float_dtypes)
   st_vk_shader(layer_norm_weight_grads_${t} layer_norm.comp T=${t} -DUSE_F32=1 -DWEIGHT_GRADS=1)
   st_vk_shader(layer_norm_weight_grads_finish_${t} layer_norm.comp T=${t} -DUSE_F32=1
                -DWEIGHT_GRADS=1 -DFINISH=1)
-  st_vk_shader(cross_entropy_${t} cross_entropy.comp T=${t} -DUSE_F32=1)
-  st_vk_shader(cross_entropy_backward_${t} cross_entropy.comp T=${t} -DUSE_F32=1 -DBACKWARD=1)
+  st_vk_shader(cross_entropy_${t} cross_entropy.comp T=${t} L=${t} -DUSE_F32=1)
+  st_vk_shader(cross_entropy_backward_${t} cross_entropy.comp T=${t} L=${t} -DUSE_F32=1 -DBACKWARD=1)
   st_vk_shader(embedding_${t} embedding.comp T=${t})
   st_vk_shader(embedding_backward_${t} embedding.comp T=${t} -DBACKWARD=1)
   st_vk_shader(sgd_${t} optim.comp T=${t})
@@ -64,4 +64,10 @@ foreach(t IN LISTS st_vk_float_dtypes)
   # Tiles: 128 x 128 with 8 x 8 per invocation for large products, 32 x 32 with 2 x 2 for small.
   st_vk_shader(matmul_large_${t} matmul.comp T=${t} -DBM=128 -DBN=128 -DBK=8 -DTM=8 -DTN=8)
   st_vk_shader(matmul_small_${t} matmul.comp T=${t} -DBM=32 -DBN=32 -DBK=16 -DTM=2 -DTN=2)
+endforeach()
+
+# Cross entropy on f16/bf16 logits with an f32 loss (autocast).
+foreach(t f16 bf16)
+  st_vk_shader(cross_entropy_${t}_f32 cross_entropy.comp T=${t} L=f32)
+  st_vk_shader(cross_entropy_backward_${t}_f32 cross_entropy.comp T=${t} L=f32 -DBACKWARD=1)
 endforeach()
