@@ -16,6 +16,7 @@ SpiralTorch does by default. Without PyTorch the SpiralTorch column is still mea
 """
 
 import argparse
+import contextlib
 import datetime
 import itertools
 import math
@@ -418,7 +419,6 @@ def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=Fa
     opt = lib.mod.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95), weight_decay=0.1,
                               **kwargs)
     forward = wrap(model) if wrap else model
-    forward = torch.compile(forward) if compiled else forward
     F = lib.mod.nn.functional
     if data is None:
         data = [[(lib.randint(vocab, (batch, context)), lib.randint(vocab, (batch, context)))]
@@ -427,12 +427,15 @@ def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=Fa
     last = []
 
     def micro_loss(idx, target_ids):
-        if autocast:
-            with lib.mod.autocast(device_type="cuda", dtype=lib.mod.bfloat16):
-                logits = forward(idx)
-        else:
-            logits = forward(idx)
-        return F.cross_entropy(logits.view(-1, vocab).float(), target_ids.view(-1))
+        # The loss inside the autocast scope, as PyTorch's mixed-precision recipe has it (autocast
+        # computes cross_entropy in f32 from the bf16 logits), and compiled with the model, as
+        # nanoGPT compiles its loss: torch.compile can then fuse the loss into its kernels.
+        scope = (lib.mod.autocast(device_type="cuda", dtype=lib.mod.bfloat16) if autocast
+                 else contextlib.nullcontext())
+        with scope:
+            return F.cross_entropy(forward(idx).view(-1, vocab), target_ids.view(-1))
+
+    micro_loss = torch.compile(micro_loss) if compiled else micro_loss
 
     def step():
         micro = nxt()

@@ -2,6 +2,7 @@
 // launch, each block taking a chunk of one tensor from a table of jobs copied to the device. Each
 // element's parameter, gradient and state are read once and written once. Maths as ops.h states.
 
+#include <algorithm>
 #include <cmath>
 #include <vector>
 
@@ -46,8 +47,9 @@ struct AdamScalars {
 };
 
 template <typename T>
-__global__ void adam_kernel(const Job* jobs, AdamScalars s) {
+__global__ void adam_kernel(const Job* jobs, AdamScalars s, bool vec) {
   using C = calc_t<T>;
+  constexpr int V = Vec16<T>::kCount;
   const Job job = jobs[blockIdx.x];
   T* p = static_cast<T*>(job.param);
   const T* g = static_cast<const T*>(job.grad);
@@ -55,16 +57,36 @@ __global__ void adam_kernel(const Job* jobs, AdamScalars s) {
   T* v = static_cast<T*>(job.state1);
   const C step_size = C(s.step_size), inv_sqrt_bias2 = C(s.inv_sqrt_bias2), b1 = C(s.beta1),
           b2 = C(s.beta2), eps = C(s.eps), coupled_wd = C(s.coupled_wd), shrink = C(s.shrink);
-  for (int64_t i = job.begin + threadIdx.x; i < job.end; i += blockDim.x) {
-    const C p0 = load(p[i]);
-    const C x = p0 * shrink;
-    const C d = load(g[i]) + coupled_wd * p0;
-    const C mi = b1 * load(m[i]) + (C(1) - b1) * d;
-    const C vi = b2 * load(v[i]) + (C(1) - b2) * d * d;
-    m[i] = store<T>(mi);
-    v[i] = store<T>(vi);
-    p[i] = store<T>(x - step_size * mi / (::sqrt(vi) * inv_sqrt_bias2 + eps));
+  // One element: parameter, moments, all in and out through references.
+  const auto update = [&](T& pi, T gi, T& mi, T& vi) {
+    const C p0 = load(pi);
+    const C d = load(gi) + coupled_wd * p0;
+    const C m1 = b1 * load(mi) + (C(1) - b1) * d;
+    const C v1 = b2 * load(vi) + (C(1) - b2) * d * d;
+    mi = store<T>(m1);
+    vi = store<T>(v1);
+    pi = store<T>(p0 * shrink - step_size * m1 / (::sqrt(v1) * inv_sqrt_bias2 + eps));
+  };
+  int64_t i = job.begin;
+  if (vec) {
+    // 16-byte packs of the four arrays: four loads in flight a thread where one element at a
+    // time left the update at 0.65 of the copy bandwidth.
+    const int64_t packs = (job.end - job.begin) / V;
+    for (int64_t k = threadIdx.x; k < packs; k += blockDim.x) {
+      const int64_t at = job.begin + k * V;
+      Vec16<T> pp = *reinterpret_cast<const Vec16<T>*>(p + at);
+      const Vec16<T> gp = *reinterpret_cast<const Vec16<T>*>(g + at);
+      Vec16<T> mp = *reinterpret_cast<const Vec16<T>*>(m + at);
+      Vec16<T> vp = *reinterpret_cast<const Vec16<T>*>(v + at);
+#pragma unroll
+      for (int e = 0; e < V; ++e) update(pp.v[e], gp.v[e], mp.v[e], vp.v[e]);
+      *reinterpret_cast<Vec16<T>*>(p + at) = pp;
+      *reinterpret_cast<Vec16<T>*>(m + at) = mp;
+      *reinterpret_cast<Vec16<T>*>(v + at) = vp;
+    }
+    i += packs * V;
   }
+  for (i += threadIdx.x; i < job.end; i += blockDim.x) update(p[i], g[i], m[i], v[i]);
 }
 
 // The jobs of the tensors of one dtype, copied to a device buffer; empty when there are none.
@@ -141,8 +163,12 @@ void CudaBackend::adam_update(const std::vector<Tensor>& params, const std::vect
                  [&](auto tag, const auto& jobs) {
                    using T = decltype(tag);
                    const Tensor table = upload_jobs(jobs, device, stream);
+                   const bool vec = std::all_of(jobs.begin(), jobs.end(), [](const Job& j) {
+                     return aligned16(j.param) && aligned16(j.grad) && aligned16(j.state0) &&
+                            aligned16(j.state1);
+                   });
                    adam_kernel<T><<<static_cast<unsigned>(jobs.size()), kThreads, 0, stream>>>(
-                       static_cast<const Job*>(table.data_ptr()), s);
+                       static_cast<const Job*>(table.data_ptr()), s, vec);
                    check_launch("adam_update");
                  });
 }

@@ -215,36 +215,49 @@ __global__ void reduce_columns_kernel(Dims kept, Dims reduced, int64_t outputs, 
 }
 
 // The columns kernel for a contiguous [count, outputs] view reduced over its rows (bias gradients):
-// a thread sums a 16-byte pack of neighbouring outputs, so each load moves 16 bytes, not one
-// element (bf16 [16384, 768] at a third of the copy bandwidth one element a thread).
+// each load moves a 16-byte pack of neighbouring outputs, not one element (one element a thread
+// ran bf16 [16384, 768] at a third of the copy bandwidth). A block is kPackLanes packs wide and
+// splits its chunk of rows among kRowLanes threads per pack, combined in shared memory, so that
+// few chunks (partial results) fill the chip.
+constexpr int kPackLanes = 32, kRowLanes = 8;
+
 template <ReduceOp Op, typename T, typename TOut>
-__global__ void reduce_column_packs_kernel(int64_t packs, int64_t row_stride, int64_t count,
-                                           int64_t chunk_len, int chunks, const T* in, TOut* out,
-                                           acc_t<T>* partial) {
-  constexpr int V = Vec16<T>::kCount;
+__global__ void __launch_bounds__(kPackLanes* kRowLanes)
+    reduce_column_packs_kernel(int64_t packs, int64_t row_stride, int64_t count,
+                               int64_t chunk_len, int chunks, const T* in, TOut* out,
+                               acc_t<T>* partial) {
+  constexpr int V = Vec16<T>::kCount, kWidth = kPackLanes * V;
   using A = acc_t<T>;
+  __shared__ A shared[kRowLanes][kWidth];
   const int chunk = blockIdx.y;
   const int64_t begin = chunk * chunk_len, end = ::min(count, begin + chunk_len);
-  const int64_t outputs = packs * V, step = static_cast<int64_t>(gridDim.x) * blockDim.x;
-  for (int64_t k = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; k < packs;
-       k += step) {
-    const T* base = in + k * V;
-    A acc[V];
+  const int64_t k = static_cast<int64_t>(blockIdx.x) * kPackLanes + threadIdx.x;
+  A acc[V];
 #pragma unroll
-    for (int e = 0; e < V; ++e) acc[e] = identity<Op, A>();
-#pragma unroll 8
-    for (int64_t r = begin; r < end; ++r) {
+  for (int e = 0; e < V; ++e) acc[e] = identity<Op, A>();
+  if (k < packs) {
+    const T* base = in + k * V;
+#pragma unroll 4
+    for (int64_t r = begin + threadIdx.y; r < end; r += kRowLanes) {
       const Vec16<T> w = *reinterpret_cast<const Vec16<T>*>(base + r * row_stride);
 #pragma unroll
       for (int e = 0; e < V; ++e) acc[e] = combine<Op>(acc[e], static_cast<A>(load(w.v[e])));
     }
+  }
 #pragma unroll
-    for (int e = 0; e < V; ++e) {
-      if (chunks == 1)
-        out[k * V + e] = finish<Op, TOut>(acc[e], count);
-      else
-        partial[chunk * outputs + k * V + e] = acc[e];
-    }
+  for (int e = 0; e < V; ++e) shared[threadIdx.y][threadIdx.x * V + e] = acc[e];
+  __syncthreads();
+  // Every thread of the block adds up columns of `shared`, so the writes are coalesced.
+  const int64_t outputs = packs * V, first = static_cast<int64_t>(blockIdx.x) * kWidth;
+  for (int j = threadIdx.y * kPackLanes + threadIdx.x; j < kWidth; j += kPackLanes * kRowLanes) {
+    if (first + j >= outputs) break;
+    A a = shared[0][j];
+#pragma unroll
+    for (int y = 1; y < kRowLanes; ++y) a = combine<Op>(a, shared[y][j]);
+    if (chunks == 1)
+      out[first + j] = finish<Op, TOut>(a, count);
+    else
+      partial[chunk * outputs + first + j] = a;
   }
 }
 
@@ -306,10 +319,14 @@ void reduce_typed(const Tensor& out, const Tensor& in, const std::vector<int64_t
   if (rows) {
     const int64_t want = (4 * sms + outputs - 1) / outputs;
     chunks = static_cast<int>(std::clamp<int64_t>(std::min(want, count / (kThreads * 8)), 1, 1024));
+  } else if (packs) {
+    // Four blocks a multiprocessor, each thread walking at least 32 rows.
+    const int64_t blocks = (outputs / V + kPackLanes - 1) / kPackLanes;
+    const int64_t want = (4 * sms + blocks - 1) / blocks;
+    chunks = static_cast<int>(
+        std::clamp<int64_t>(std::min(want, count / (32 * kRowLanes)), 1, 1024));
   } else {
-    // Threads enough to fill the chip, each walking at least 32 rows.
-    const int64_t threads = packs ? outputs / V : outputs;
-    const int64_t want = (sms * (packs ? 1024 : 2048) + threads - 1) / threads;
+    const int64_t want = (sms * 2048 + outputs - 1) / outputs;
     chunks = static_cast<int>(std::clamp<int64_t>(std::min(want, count / 32), 1, 1024));
   }
   const int64_t chunk_len = (count + chunks - 1) / chunks;
@@ -325,9 +342,11 @@ void reduce_typed(const Tensor& out, const Tensor& in, const std::vector<int64_t
     reduce_rows_kernel<Op, T, TOut>
         <<<grid, kThreads, 0, stream>>>(kept, reduced, outputs, count, chunk_len, chunks, x, y, p);
   } else if (packs) {
-    const dim3 grid(grid_for(outputs / V, kThreads, device), static_cast<unsigned>(chunks));
-    reduce_column_packs_kernel<Op, T, TOut><<<grid, kThreads, 0, stream>>>(
-        outputs / V, reduced.strides[0], count, chunk_len, chunks, x, y, p);
+    const int64_t pack_count = outputs / V;
+    const dim3 grid(static_cast<unsigned>((pack_count + kPackLanes - 1) / kPackLanes),
+                    static_cast<unsigned>(chunks));
+    reduce_column_packs_kernel<Op, T, TOut><<<grid, dim3(kPackLanes, kRowLanes), 0, stream>>>(
+        pack_count, reduced.strides[0], count, chunk_len, chunks, x, y, p);
   } else {
     const dim3 grid(grid_for(outputs, kThreads, device), static_cast<unsigned>(chunks));
     reduce_columns_kernel<Op, T, TOut>

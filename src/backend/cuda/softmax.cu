@@ -183,12 +183,38 @@ template <typename T, typename L, typename S, typename I>
 __global__ void __launch_bounds__(1024)
     cross_entropy_kernel(int64_t rows, int64_t cols, const T* logits, const I* target,
                          int64_t target_stride, int64_t ignore_index, L* loss, S* lse,
-                         DeviceFault* fault) {
+                         DeviceFault* fault, bool vec) {
   using C = calc_t<T>;
+  constexpr int V = Vec16<T>::kCount;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * cols;
     MaxSum<C> ms{C(-INFINITY), C(0)};
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ms = add_value(ms, load(x[c]));
+    if (vec) {
+      // A pack's maximum first, then one exp2 per element against the running maximum:
+      // add_value's exp and compare per element left the kernel bound by instructions.
+      constexpr C kLog2e = C(1.4426950408889634);
+#pragma unroll 4
+      for (int64_t k = threadIdx.x; k < cols / V; k += blockDim.x) {
+        const Vec16<T> w = reinterpret_cast<const Vec16<T>*>(x)[k];
+        C v[V], pack_max = C(-INFINITY);
+#pragma unroll
+        for (int e = 0; e < V; ++e) {
+          v[e] = load(w.v[e]);
+          pack_max = ::fmax(pack_max, v[e]);
+        }
+        if (pack_max > ms.m) {
+          ms.s *= ::exp2((ms.m - pack_max) * kLog2e);
+          ms.m = pack_max;
+        }
+        if (ms.m == C(-INFINITY)) continue;  // all -inf so far: nothing to add
+        const C shift = ms.m * kLog2e;
+#pragma unroll
+        for (int e = 0; e < V; ++e)  // v == max: 1, also for an infinite max (not inf - inf)
+          ms.s += v[e] == ms.m ? C(1) : ::exp2(::fma(v[e], kLog2e, -shift));
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) ms = add_value(ms, load(x[c]));
+    }
     ms = block_max_sum(ms);
     if (threadIdx.x == 0) {
       const int64_t t = static_cast<int64_t>(target[r * target_stride]);
@@ -210,20 +236,33 @@ template <typename T, typename L, typename S, typename I>
 __global__ void __launch_bounds__(1024)
     cross_entropy_backward_kernel(int64_t rows, int64_t cols, const T* logits, const S* lse,
                                   const I* target, int64_t target_stride, const L* grad_loss,
-                                  int64_t grad_stride, int64_t ignore_index, T* grad_logits) {
+                                  int64_t grad_stride, int64_t ignore_index, T* grad_logits,
+                                  bool vec) {
   using C = calc_t<T>;
+  constexpr int V = Vec16<T>::kCount;
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = logits + r * cols;
     T* gx = grad_logits + r * cols;
     const int64_t t = static_cast<int64_t>(target[r * target_stride]);
-    if (t == ignore_index) {
-      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) gx[c] = store<T>(C(0));
-      continue;
-    }
-    const C g = static_cast<C>(load(grad_loss[r * grad_stride]));
+    // An ignored row's gradient is 0: scale 0 and no target (exp of finite logits stays finite).
+    const bool ignored = t == ignore_index;
+    const C g = ignored ? C(0) : static_cast<C>(load(grad_loss[r * grad_stride]));
     const C shift = static_cast<C>(lse[r]);
-    for (int64_t c = threadIdx.x; c < cols; c += blockDim.x)
-      gx[c] = store<T>((::exp(load(x[c]) - shift) - (c == t ? C(1) : C(0))) * g);
+    const auto grad = [&](C v, int64_t c) {
+      return store<T>(ignored ? C(0) : (::exp(v - shift) - (c == t ? C(1) : C(0))) * g);
+    };
+    if (vec) {
+#pragma unroll 4
+      for (int64_t k = threadIdx.x; k < cols / V; k += blockDim.x) {
+        const Vec16<T> w = reinterpret_cast<const Vec16<T>*>(x)[k];
+        Vec16<T> out;
+#pragma unroll
+        for (int e = 0; e < V; ++e) out.v[e] = grad(load(w.v[e]), k * V + e);
+        reinterpret_cast<Vec16<T>*>(gx)[k] = out;
+      }
+    } else {
+      for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) gx[c] = grad(load(x[c]), c);
+    }
   }
 }
 
@@ -329,7 +368,8 @@ void CudaBackend::cross_entropy(const Tensor& loss, const Tensor& lse, const Ten
       cross_entropy_kernel<T, L, S, I><<<row_grid(rows), threads_for(cols), 0, stream>>>(
           rows, cols, static_cast<const T*>(logits.data_ptr()),
           static_cast<const I*>(target.data_ptr()), stride_of_1d(target), ignore_index,
-          static_cast<L*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()), fault);
+          static_cast<L*>(loss.data_ptr()), static_cast<S*>(lse.data_ptr()), fault,
+          held_vec_ok<T>(cols, logits.data_ptr()));
     };
     dispatch_loss_and_index<T>(loss, target, run);
     check_launch("cross_entropy");
@@ -352,7 +392,8 @@ void CudaBackend::cross_entropy_backward(const Tensor& grad_logits, const Tensor
               rows, cols, static_cast<const T*>(logits.data_ptr()),
               static_cast<const S*>(lse.data_ptr()), static_cast<const I*>(target.data_ptr()),
               stride_of_1d(target), static_cast<const L*>(grad_loss.data_ptr()),
-              stride_of_1d(grad_loss), ignore_index, static_cast<T*>(grad_logits.data_ptr()));
+              stride_of_1d(grad_loss), ignore_index, static_cast<T*>(grad_logits.data_ptr()),
+              held_vec_ok<T>(cols, logits.data_ptr(), grad_logits.data_ptr()));
     };
     dispatch_loss_and_index<T>(grad_loss, target, run);
     check_launch("cross_entropy_backward");
