@@ -1,12 +1,17 @@
 """Fused causal attention, SpiralTorch beside PyTorch's flash backend, in one process on one GPU.
 
     PYTHONPATH=build-device/python python3 bench/bench_attention.py [--dtype bf16|f16] [--samples N]
+        [--shape B,H,T,D] [--backend flash|cudnn]
 
 For each shape (the GPT shapes of bench/RESULTS.md: B=32, H=6, T=256, D=64 and B=16, H=12, T=1024,
 D=64) it times scaled_dot_product_attention(q, k, v, is_causal=True) forward, and forward plus
 backward, with CUDA events: warm-up, then the median of several samples of a few calls each. It
 prints milliseconds, TFLOP/s (the causal half of the 4 B H T^2 D forward FLOPs; backward 2.5x
 that) and the ratio ours / PyTorch (higher is better). Inputs are random normal, [B, H, T, D].
+
+Under Nsight Compute, one shape and few samples keep the profiled launches few, e.g.
+    ncu -k regex:flash_backward_dq -c 1 --section SpeedOfLight python3 bench/bench_attention.py \
+        --shape 16,12,1024,64 --samples 1
 """
 
 import argparse
@@ -57,7 +62,7 @@ def spiraltorch_ms(shape, dtype, samples):
             median_ms(event, sync, forward_backward, samples))
 
 
-def torch_ms(shape, dtype, samples):
+def torch_ms(shape, dtype, samples, backend):
     B, H, T, D = shape
     dt = {"bf16": torch.bfloat16, "f16": torch.float16}[dtype]
     q, k, v = (torch.randn(B, H, T, D, dtype=dt, device="cuda", requires_grad=True) for _ in range(3))
@@ -72,7 +77,7 @@ def torch_ms(shape, dtype, samples):
         sdpa(q, k, v, is_causal=True).backward(grad)
 
     event = lambda: torch.cuda.Event(enable_timing=True)  # noqa: E731
-    with sdpa_kernel(SDPBackend.FLASH_ATTENTION):
+    with sdpa_kernel(backend):
         return (median_ms(event, torch.cuda.synchronize, forward, samples),
                 median_ms(event, torch.cuda.synchronize, forward_backward, samples))
 
@@ -81,15 +86,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dtype", default="bf16", choices=["bf16", "f16"])
     parser.add_argument("--samples", type=int, default=15)
+    parser.add_argument("--shape", help="one shape B,H,T,D instead of the GPT shapes")
+    parser.add_argument("--backend", default="flash", choices=["flash", "cudnn"],
+                        help="PyTorch's flash-attention kernels or cuDNN's")
     args = parser.parse_args()
-    print(f"causal attention, {args.dtype}, {torch.cuda.get_device_name()}, torch {torch.__version__}")
+    backend = {"flash": SDPBackend.FLASH_ATTENTION,
+               "cudnn": SDPBackend.CUDNN_ATTENTION}[args.backend]
+    shapes = [tuple(int(n) for n in args.shape.split(","))] if args.shape else SHAPES
+    print(f"causal attention, {args.dtype}, {torch.cuda.get_device_name()}, torch {torch.__version__}, "
+          f"PyTorch's {args.backend} kernels")
     print(f"{'shape B,H,T,D':<18}{'pass':<9}{'ours ms':>9}{'torch ms':>10}"
           f"{'ours TF/s':>11}{'torch TF/s':>12}{'ratio':>7}")
-    for shape in SHAPES:
+    for shape in shapes:
         B, H, T, D = shape
         forward_flop = 4 * B * H * T * T * D / 2
         ours = spiraltorch_ms(shape, args.dtype, args.samples)
-        theirs = torch_ms(shape, args.dtype, args.samples)
+        theirs = torch_ms(shape, args.dtype, args.samples, backend)
         for name, flop, o, t in (("fwd", forward_flop, ours[0], theirs[0]),
                                  ("fwd+bwd", 3.5 * forward_flop, ours[1], theirs[1])):
             print(f"{','.join(map(str, shape)):<18}{name:<9}{o:>9.3f}{t:>10.3f}"
