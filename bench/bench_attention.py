@@ -93,8 +93,8 @@ def main():
     backend = {"flash": SDPBackend.FLASH_ATTENTION,
                "cudnn": SDPBackend.CUDNN_ATTENTION}[args.backend]
     shapes = [tuple(int(n) for n in args.shape.split(","))] if args.shape else SHAPES
-    print(f"causal attention, {args.dtype}, {torch.cuda.get_device_name()}, torch {torch.__version__}, "
-          f"PyTorch's {args.backend} kernels")
+    print(f"causal attention, {args.dtype}, {torch.cuda.get_device_name()}, "
+          f"torch {torch.__version__}, PyTorch's {args.backend} kernels")
     print(f"{'shape B,H,T,D':<18}{'pass':<9}{'ours ms':>9}{'torch ms':>10}"
           f"{'ours TF/s':>11}{'torch TF/s':>12}{'ratio':>7}")
     for shape in shapes:
