@@ -6,8 +6,9 @@
 // - rows: the reduced elements of one output are contiguous (or at least closest in memory): a
 //   block per output reduces them with warp shuffles;
 // - columns: neighbouring outputs are contiguous (reducing the outer dims, e.g. bias gradients):
-//   a thread per output walks the reduced dims, so each warp's loads are coalesced (a thread per
-//   16-byte pack of outputs when they are contiguous and one dim is reduced).
+//   a thread per output walks the reduced dims, so each warp's loads are coalesced (16-byte packs
+//   of outputs, a block's rows split among its threads, when they are contiguous and one dim is
+//   reduced).
 // When there are too few outputs to fill the chip, the reduced elements are split into chunks
 // (grid dim y) whose partial results a second pass combines.
 
@@ -216,7 +217,7 @@ __global__ void reduce_columns_kernel(Dims kept, Dims reduced, int64_t outputs, 
 
 // The columns kernel for a contiguous [count, outputs] view reduced over its rows (bias gradients):
 // each load moves a 16-byte pack of neighbouring outputs, not one element (one element a thread
-// ran bf16 [16384, 768] at a third of the copy bandwidth). A block is kPackLanes packs wide and
+// summed the bias gradients of a GPT-2 step at a fifth of the copy bandwidth). A block is kPackLanes packs wide and
 // splits its chunk of rows among kRowLanes threads per pack, combined in shared memory, so that
 // few chunks (partial results) fill the chip.
 constexpr int kPackLanes = 32, kRowLanes = 8;
