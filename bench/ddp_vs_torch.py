@@ -105,38 +105,44 @@ def env_int(*names, default):
     return default
 
 
-class StGroup:
-    def __init__(self, st, args):
-        import spiraltorch.distributed as dist
-
-        self.st, self.dist = st, dist
-        dist.init_process_group(args.backend, check_signatures=args.check_signatures)
-        self.rank, self.world = dist.get_rank(), dist.get_world_size()
-        self.local_rank = dist.get_local_rank()
-        self.device = str(dist.device())
+class Group:
+    """What both libraries' process groups share: `mod` the library, `dist` its distributed
+    module, `world` and `device` set by the subclass."""
 
     def all_reduce(self, x):
         self.dist.all_reduce(x)
 
     def reduce(self, values, op):
-        """Python floats, reduced over the ranks: "max" or "mean"."""
-        t = self.st.tensor(values, dtype=self.st.float64, device=self.device)
+        """Python floats, reduced over the ranks: "max" or "mean" (a sum divided here: gloo has no
+        AVG)."""
+        t = self.mod.tensor(values, dtype=self.mod.float64, device=self.device)
         self.dist.all_reduce(t, self.dist.ReduceOp.MAX if op == "max" else self.dist.ReduceOp.SUM)
         return [v / (1 if op == "max" else self.world) for v in t.tolist()]
-
-    def wrap(self, bucket_mb):
-        return lambda model: self.st.nn.parallel.DistributedDataParallel(
-            model, bucket_cap_mb=bucket_mb)
 
     def close(self):
         self.dist.destroy_process_group()
 
 
-class TorchGroup:
+class StGroup(Group):
+    def __init__(self, st, args):
+        import spiraltorch.distributed as dist
+
+        self.mod, self.dist = st, dist
+        dist.init_process_group(args.backend, check_signatures=args.check_signatures)
+        self.rank, self.world = dist.get_rank(), dist.get_world_size()
+        self.local_rank = dist.get_local_rank()
+        self.device = str(dist.device())
+
+    def wrap(self, bucket_mb):
+        return lambda model: self.mod.nn.parallel.DistributedDataParallel(
+            model, bucket_cap_mb=bucket_mb)
+
+
+class TorchGroup(Group):
     def __init__(self, torch, args):
         import torch.distributed as dist
 
-        self.torch, self.dist = torch, dist
+        self.mod, self.dist = torch, dist
         self.rank = env_int("RANK", "OMPI_COMM_WORLD_RANK", default=0)
         self.world = env_int("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", default=1)
         self.local_rank = env_int("LOCAL_RANK", "OMPI_COMM_WORLD_LOCAL_RANK", default=self.rank)
@@ -159,22 +165,10 @@ class TorchGroup:
         dist.init_process_group(args.backend, init_method=init, rank=self.rank,
                                 world_size=self.world)
 
-    def all_reduce(self, x):
-        self.dist.all_reduce(x)
-
-    def reduce(self, values, op):
-        t = self.torch.tensor(values, dtype=self.torch.float64, device=self.device)
-        # gloo has no AVG: a sum, divided here, serves both backends.
-        self.dist.all_reduce(t, self.dist.ReduceOp.MAX if op == "max" else self.dist.ReduceOp.SUM)
-        return [v / (1 if op == "max" else self.world) for v in t.tolist()]
-
     def wrap(self, bucket_mb):
         ids = [self.local_rank] if self.device.startswith("cuda") else None
-        return lambda model: self.torch.nn.parallel.DistributedDataParallel(
+        return lambda model: self.mod.nn.parallel.DistributedDataParallel(
             model, device_ids=ids, bucket_cap_mb=bucket_mb)
-
-    def close(self):
-        self.dist.destroy_process_group()
 
 
 # ---------------------------------------------------------------------------------------------

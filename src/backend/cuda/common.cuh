@@ -117,19 +117,30 @@ __device__ __forceinline__ void report_fault(DeviceFault* fault, FaultKind kind,
 // Dims a kernel indexes at most, after merging dims that step through memory as one.
 constexpr int kMaxDims = 10;
 
+// Division of an index by a dim's size: 64-bit, or 32-bit by multiply-high (FastDivmod).
+__device__ __forceinline__ int64_t quotient(int64_t i, int64_t size) { return i / size; }
+__device__ __forceinline__ uint32_t quotient(uint32_t i, const FastDivmod& size) {
+  return size.div(i);
+}
+__host__ __device__ __forceinline__ int64_t divisor_of(int64_t size) { return size; }
+__host__ __device__ __forceinline__ uint32_t divisor_of(const FastDivmod& size) {
+  return size.divisor;
+}
+
 // N operands of one shape with their strides (elements; 0 for broadcast dims). Operand k's element
-// for linear index i (row-major over `sizes`) is at offset(k, i).
-template <int N>
-struct Layout {
+// for linear index i (row-major over `sizes`) is at offsets(i)[k]. Index is int64_t with int64_t
+// sizes (Layout), or uint32_t with FastDivmod sizes when the element count and every operand's
+// offsets fit in 31 bits (Layout32).
+template <int N, typename Index, typename Size>
+struct StridedLayout {
   int ndim = 0;
-  int64_t sizes[kMaxDims];
-  int64_t strides[N][kMaxDims];
+  Size sizes[kMaxDims];
+  Index strides[N][kMaxDims];
 
-  __device__ __forceinline__ std::array<int64_t, N> offsets(int64_t i) const {
-    std::array<int64_t, N> off{};
+  __device__ __forceinline__ std::array<Index, N> offsets(Index i) const {
+    std::array<Index, N> off{};
     for (int d = ndim - 1; d >= 0; --d) {
-      const int64_t size = sizes[d];
-      const int64_t q = i / size, r = i - q * size;
+      const Index q = quotient(i, sizes[d]), r = i - q * divisor_of(sizes[d]);
       for (int k = 0; k < N; ++k) off[k] += r * strides[k][d];
       i = q;
     }
@@ -137,24 +148,10 @@ struct Layout {
   }
 };
 
-// A Layout whose element count and every operand's offsets fit in 31 bits, indexed with 32-bit
-// arithmetic.
 template <int N>
-struct Layout32 {
-  int ndim = 0;
-  FastDivmod sizes[kMaxDims];
-  uint32_t strides[N][kMaxDims];
-
-  __device__ __forceinline__ std::array<uint32_t, N> offsets(uint32_t i) const {
-    std::array<uint32_t, N> off{};
-    for (int d = ndim - 1; d >= 0; --d) {
-      const uint32_t q = sizes[d].div(i), r = i - q * sizes[d].divisor;
-      for (int k = 0; k < N; ++k) off[k] += r * strides[k][d];
-      i = q;
-    }
-    return off;
-  }
-};
+using Layout = StridedLayout<N, int64_t, int64_t>;
+template <int N>
+using Layout32 = StridedLayout<N, uint32_t, FastDivmod>;
 
 // The layout of tensors of one shape; size-1 dims dropped, mergeable neighbours merged. A layout
 // with ndim <= 1 and unit strides everywhere is dense. Throws NotImplementedError past kMaxDims.
