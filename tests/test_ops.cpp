@@ -755,6 +755,45 @@ TEST_P(NNOps, LinearWithActivationMatchesReference) {
   }
 }
 
+// The parameter gradients, taken by one GEMM that also sums the bias gradient where the backend
+// fuses it (CUDA), against float64 loops: fresh, then accumulated into .grad by a second backward.
+TEST_P(NNOps, LinearGradientsMatchReference) {
+  for (auto [n, rows] : {std::pair<int64_t, int64_t>{16, 64}, {16, 37}, {5, 37}}) {
+    SCOPED_TRACE(std::to_string(n) + " features, " + std::to_string(rows) + " rows");
+    const int64_t in = 24;
+    NDArray x = grid_random({rows, in}, rng), w = grid_random({n, in}, rng);
+    NDArray b = grid_random({n}, rng), g = grid_random({rows, n}, rng);
+    NDArray magnitude_w, magnitude_x;
+    const NDArray grad_w = matmul(transpose(g, 0, 1), x, &magnitude_w);
+    const NDArray grad_x = matmul(g, w, &magnitude_x);
+    const auto column_sums = [&](auto f) {
+      return reduce_dims(g, {0}, false, [f](const std::vector<double>& column) {
+        double s = 0;
+        for (double v : column) s += f(v);
+        return s;
+      });
+    };
+    const NDArray grad_b = column_sums([](double v) { return v; });
+    const NDArray magnitude_b = column_sums([](double v) { return std::fabs(v); });
+    Tensor xt = input(x), wt = input(w), bt = input(b);
+    for (Tensor* t : {&xt, &wt, &bt}) t->set_requires_grad(true);
+    for (double times : {1.0, 2.0}) {
+      SCOPED_TRACE(times == 1 ? "fresh" : "accumulated");
+      (st::linear(xt, wt, bt) * input(g)).sum().backward();
+      const auto check = [&](const Tensor& actual, const NDArray& expected, const NDArray& size) {
+        const auto scaled = [times](const NDArray& a) {
+          return map(a, [&](double v) { return v * times; });
+        };
+        const NDArray magnitude = scaled(size);
+        EXPECT_CLOSE(actual, scaled(expected), tol(), &magnitude);
+      };
+      check(wt.grad(), grad_w, magnitude_w);
+      check(bt.grad(), grad_b, magnitude_b);
+      check(xt.grad(), grad_x, magnitude_x);
+    }
+  }
+}
+
 TEST_P(NNOps, LinearRejectsBadArguments) {
   Tensor x = input(grid_random({3, 5}, rng)), w = input(grid_random({4, 5}, rng));
   EXPECT_THROW(st::linear(x, w, input(grid_random({5}, rng)), st::LinearActivation::Gelu),
