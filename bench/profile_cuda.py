@@ -1,6 +1,7 @@
 """Where a CUDA workload spends its time, kernel by kernel, SpiralTorch beside PyTorch.
 
     python3 bench/profile_cuda.py [--workload gpt2|gpt-f32|gpt-bf16|tiny|copies] [--steps 3] [--top 25]
+                                  [--full-names]
 
 Both libraries run the same workload as bench/cuda_vs_torch.py under PyTorch's profiler, which
 records every kernel and CUDA runtime call of the process through CUPTI, SpiralTorch's too. For
@@ -65,7 +66,7 @@ def profile_one(lib, args):
         bucket = gpu if e.device_type == DeviceType.CUDA else host
         if bucket is host and not e.name.startswith("cuda"):
             continue  # PyTorch's own operator spans; the runtime calls are what both share
-        entry = bucket[short_name(e.name) if bucket is gpu else e.name]
+        entry = bucket[e.name if bucket is host or args.full_names else short_name(e.name)]
         us = e.time_range.elapsed_us()
         entry[0] += us / args.steps
         entry[1] += 1 / args.steps
@@ -77,7 +78,7 @@ def profile_one(lib, args):
         print(f"{title:<72} {'ms/step':>9} {'share':>6} {'calls':>7} {'max us':>8}")
         total = sum(v[0] for v in bucket.values()) or 1.0
         for name, (us, calls, longest) in sorted(bucket.items(), key=lambda kv: -kv[1][0])[:args.top]:
-            print(f"  {name:<70} {us / 1e3:9.3f} {us / total:6.1%} {calls:7.1f} {longest:8.0f}")
+            print(f"  {name[:400]:<70} {us / 1e3:9.3f} {us / total:6.1%} {calls:7.1f} {longest:8.0f}")
     return wall
 
 
@@ -87,6 +88,8 @@ def main():
     parser.add_argument("--steps", type=int, default=3, help="profiled steps (after 3 warm-up)")
     parser.add_argument("--top", type=int, default=25, help="rows per table")
     parser.add_argument("--quick", action="store_true", help="the small stand-in shapes")
+    parser.add_argument("--full-names", action="store_true",
+                        help="kernels with their template arguments (which elementwise op, which dtypes)")
     args = parser.parse_args()
     libs = [Lib(st, "cuda"), Lib(torch, "cuda")]
     for lib in libs:

@@ -276,20 +276,9 @@ void record_linear(const Tensor& x, const Tensor& weight, const Tensor& bias,
                                                         ? BinaryOp::GeluErfBackward
                                                         : BinaryOp::GeluTanhBackward,
                                                     g[0], pre);
-           Grads grads{needs[0] ? matmul(grad, weight) : Tensor(), Tensor(), Tensor()};
-           if (needs[1]) {
-             // Into the weight's .grad when it has one (nothing more is then returned), with the
-             // bias gradient summed by the same GEMM where the backend can.
-             if (needs[2])
-               grads[2] = ops::new_tensor({weight.shape()[0]}, grad.dtype(), grad.device());
-             const Tensor target = accumulation_target(weight_leaf);
-             const Tensor grad_weight = target.defined() ? target : ops::new_like(weight);
-             ops::linear_weight_gradient(grad_weight, grads[2], grad, x, target.defined());
-             if (!target.defined()) grads[1] = grad_weight;
-           } else if (needs[2]) {
-             grads[2] = sum(grad, {0});
-           }
-           return grads;
+           return Grads{needs[0] ? matmul(grad, weight) : Tensor(),
+                        needs[1] ? gemm_gradient(weight_leaf, grad.t(), x) : Tensor(),
+                        needs[2] ? sum(grad, {0}) : Tensor()};
          },
          {x, weight, pre_activation});
 }

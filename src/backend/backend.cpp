@@ -94,14 +94,6 @@ void Backend::linear(const Tensor& out, const Tensor& pre_activation, const Tens
     unary(act == LinearActivation::Gelu ? UnaryOp::GeluErf : UnaryOp::GeluTanh, out, pre_activation,
           0, 0);
 }
-void Backend::linear_weight_backward(const Tensor& grad_weight, const Tensor& grad_bias,
-                                     const Tensor& a, const Tensor& b, double beta) {
-  matmul(grad_weight, a, b, 1.0, beta);
-  if (grad_bias.defined()) {
-    const int64_t N = a.shape()[1];
-    reduce(ReduceOp::Sum, grad_bias.view({1, N, 1}), a, {2});
-  }
-}
 void Backend::softmax(const Tensor&, const Tensor&, bool, double, int64_t) {
   not_implemented("softmax");
 }

@@ -140,12 +140,6 @@ class Backend {
   // backward. GeluTanh is gelu's tanh approximation. The default composes matmul and unary.
   virtual void linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a,
                       const Tensor& b, const Tensor& bias, LinearActivation act);
-  // The parameter gradients of linear: grad_weight [1, N, K] = a @ b + beta * grad_weight, with
-  // a = grad_out^T [1, N, M] and b = x [1, M, K] (matmul's layout rules); grad_bias undefined or a
-  // contiguous [N] vector, written with the sums of a's rows (grad_out's column sums). The default
-  // composes matmul and reduce.
-  virtual void linear_weight_backward(const Tensor& grad_weight, const Tensor& grad_bias,
-                                      const Tensor& a, const Tensor& b, double beta);
 
   // Row-wise over the last dim of contiguous 2-D [rows, cols] tensors: out = softmax(scale * in),
   // or log_softmax. When causal_rows > 0 (never with log), rows come in groups of causal_rows

@@ -144,21 +144,4 @@ void ops::matmul_accumulate(const Tensor& out, const Tensor& a, const Tensor& b)
   out.storage()->bump_version();
 }
 
-void ops::linear_weight_gradient(const Tensor& grad_weight, const Tensor& grad_bias,
-                                 const Tensor& grad, const Tensor& x, bool accumulate) {
-  const int64_t O = grad_weight.shape()[0], I = grad_weight.shape()[1];
-  if (grad.shape()[0] == 0) {  // no rows: nothing to add
-    if (!accumulate && grad_weight.numel() > 0) backend_of(grad_weight).fill(grad_weight, 0);
-    if (grad_bias.defined() && grad_bias.numel() > 0) backend_of(grad_bias).fill(grad_bias, 0);
-  } else if (grad_weight.numel() > 0) {
-    backend_of(grad_weight)
-        .linear_weight_backward(raw_view(grad_weight, {1, O, I}, {0, I, 1}, grad_weight.offset()),
-                                grad_bias, as_batched_matrices(grad.t().unsqueeze(0), 1),
-                                as_batched_matrices(x.unsqueeze(0), 1), accumulate ? 1.0 : 0.0);
-  } else if (grad_bias.defined() && O > 0) {  // I == 0: the weight has no elements
-    copy_into(grad_bias, sum(grad, {0}));
-  }
-  grad_weight.storage()->bump_version();
-}
-
 }  // namespace st

@@ -54,13 +54,6 @@ std::pair<uint64_t, uint64_t> reserve_random(DeviceType type, int64_t n);
 // backward rules accumulate weight gradients straight into an existing .grad with it.
 void matmul_accumulate(const Tensor& out, const Tensor& a, const Tensor& b);
 
-// The parameter gradients of linear, outside autograd, from grad [R, O] and x [R, I]:
-// grad_weight [O, I] (contiguous) = grad^T @ x, added to its contents when `accumulate`;
-// grad_bias (undefined, or a new contiguous [O]) = grad's column sums. One GEMM where the backend
-// sums the bias gradient as it reads grad.
-void linear_weight_gradient(const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& grad,
-                            const Tensor& x, bool accumulate);
-
 // Writes `value` into `dst` (which may be a strided view), bumping dst's storage version.
 void copy_into(const Tensor& dst, const Tensor& src);
 

@@ -86,10 +86,6 @@ class CudaBackend final : public Backend {
   // form; the erf form takes the bias epilogue, then our gelu kernel); else Backend::linear.
   void linear(const Tensor& out, const Tensor& pre_activation, const Tensor& a, const Tensor& b,
               const Tensor& bias, LinearActivation act) override;
-  // The weight gradient's GEMM with cuBLASLt's bias-gradient epilogue, which sums grad_out's
-  // columns as it reads them; else Backend::linear_weight_backward.
-  void linear_weight_backward(const Tensor& grad_weight, const Tensor& grad_bias, const Tensor& a,
-                              const Tensor& b, double beta) override;
 
   void softmax(const Tensor& out, const Tensor& in, bool log, double scale,
                int64_t causal_rows) override;
@@ -132,12 +128,10 @@ class CudaBackend final : public Backend {
   void gemm_cublaslt(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
                      double beta);
   // What cuBLASLt applies after the product: a bias [N] (contiguous), and optionally the tanh
-  // GELU, its input then written to aux ([M, N] contiguous, N a multiple of 8). Or, alone,
-  // bias_grad [M] (contiguous): written with the sums of a's rows over K.
+  // GELU, its input then written to aux ([M, N] contiguous, N a multiple of 8).
   struct Epilogue {
     const Tensor* bias = nullptr;
     const Tensor* gelu_aux = nullptr;
-    const Tensor* bias_grad = nullptr;
   };
   // gemm_cublaslt with an epilogue; returns false, doing nothing, when cuBLASLt has no algorithm
   // for it.

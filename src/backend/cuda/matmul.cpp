@@ -167,21 +167,6 @@ void CudaBackend::linear(const Tensor& out, const Tensor& pre_activation, const 
   Backend::linear(out, pre_activation, a, b, bias, act);
 }
 
-void CudaBackend::linear_weight_backward(const Tensor& grad_weight, const Tensor& grad_bias,
-                                         const Tensor& a, const Tensor& b, double beta) {
-  const DType dtype = grad_weight.dtype();
-  const bool lt =
-      st::cuda::gemm_backend() == st::cuda::GemmBackend::CublasLt &&
-      (dtype == DType::Float32 || dtype == DType::Float16 || dtype == DType::BFloat16) &&
-      a.shape()[2] > 0;
-  if (lt && grad_bias.defined() && reinterpret_cast<uintptr_t>(grad_bias.data_ptr()) % 16 == 0) {
-    Epilogue epilogue;
-    epilogue.bias_grad = &grad_bias;
-    if (gemm_cublaslt_epilogue(grad_weight, a, b, 1.0, beta, epilogue)) return;
-  }
-  Backend::linear_weight_backward(grad_weight, grad_bias, a, b, beta);
-}
-
 void CudaBackend::gemm_cublaslt(const Tensor& out, const Tensor& a, const Tensor& b, double alpha,
                                 double beta) {
   gemm_cublaslt_epilogue(out, a, b, alpha, beta, {});
@@ -209,11 +194,8 @@ bool CudaBackend::gemm_cublaslt_epilogue(const Tensor& out, const Tensor& a_in, 
   const cudaStream_t stream = stream_of(out);
   const DType dtype = out.dtype();
   const bool tf32 = dtype == DType::Float32 && st::cuda::allow_tf32();
-  // In the column-major view a is cuBLASLt's B and out's rows are D's columns, so the sums of a's
-  // rows over K are BGRADB's reduction of B.
   const cublasLtEpilogue_t epilogue_kind =
-      epilogue.bias_grad ? CUBLASLT_EPILOGUE_BGRADB
-      : epilogue.gelu_aux
+      epilogue.gelu_aux
           ? (epilogue.bias ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS : CUBLASLT_EPILOGUE_GELU_AUX)
       : epilogue.bias ? CUBLASLT_EPILOGUE_BIAS
                       : CUBLASLT_EPILOGUE_DEFAULT;
@@ -294,8 +276,8 @@ bool CudaBackend::gemm_cublaslt_epilogue(const Tensor& out, const Tensor& a_in, 
   const Plan& plan = found->second;
   if (!plan.has_algo) return false;
   // The pointers change per call: set on the cached descriptor, under the lock.
-  if (epilogue.bias || epilogue.bias_grad) {
-    const void* bias = (epilogue.bias ? epilogue.bias : epilogue.bias_grad)->data_ptr();
+  if (epilogue.bias) {
+    const void* bias = epilogue.bias->data_ptr();
     check_blas(cublasLtMatmulDescSetAttribute(plan.desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias,
                                               sizeof(bias)),
                "cublasLtMatmulDescSetAttribute");
