@@ -2,6 +2,7 @@
 // state, gradients of f32 leaves through the casts against float64 loops, and training steps of an
 // MLP and a GPT block under autocast against the same steps in f32.
 
+#include <array>
 #include <cmath>
 
 #include "reference.h"
@@ -43,7 +44,8 @@ TEST_P(Autocast, EachOpComputesInItsListedDtype) {
   EXPECT_EQ(st::scaled_dot_product_attention(q, q, q, true).dtype(), DType::BFloat16);
   EXPECT_EQ(st::softmax(half, -1).dtype(), DType::Float32);
   EXPECT_EQ(st::log_softmax(half, 0).dtype(), DType::Float32);
-  EXPECT_EQ(st::layer_norm(half, {6}, norm_w, norm_w).dtype(), DType::Float32);
+  // layer_norm computes in f32 and writes the scope's dtype (AutocastLayerNorm below).
+  EXPECT_EQ(st::layer_norm(half, {6}, norm_w, norm_w).dtype(), DType::BFloat16);
   EXPECT_EQ(st::cross_entropy(half, target).dtype(), DType::Float32);
   EXPECT_EQ(st::sum(half).dtype(), DType::Float32);
   EXPECT_EQ(st::mean(half, {1}).dtype(), DType::Float32);
@@ -331,6 +333,60 @@ TEST_P(AutocastCrossEntropy, ReadsLowPrecisionLogitsAndReturnsAFloat32Loss) {
 }
 
 INSTANTIATE_TEST_SUITE_P(AutocastCrossEntropy, AutocastCrossEntropy,
+                         ::testing::Combine(::testing::ValuesIn(st::available_devices()),
+                                            ::testing::Values(DType::Float16, DType::BFloat16)),
+                         DeviceDTypeName());
+
+class AutocastLayerNorm : public DeviceDTypeTest {};
+
+// Under autocast layer_norm's statistics and normalization run in f32 and its output is the f32
+// result rounded once to the scope's dtype; the output's gradient is read in that dtype, and the
+// input and parameter gradients are those of the f32 op given the same gradient. Widths: element
+// by element (37), 16-byte packs held in registers (64, 768), rows too long to hold (8200).
+TEST_P(AutocastLayerNorm, ComputesInFloat32AndWritesTheScopeDtype) {
+  std::mt19937 rng(5);
+  constexpr int64_t kRows = 5;
+  for (const int64_t cols : {int64_t{37}, int64_t{64}, int64_t{768}, int64_t{8200}}) {
+    SCOPED_TRACE(std::to_string(cols) + " columns");
+    const NDArray x = uniform_random({kRows, cols}, rng, -3, 3);
+    const NDArray w = uniform_random({cols}, rng), b = uniform_random({cols}, rng);
+    // A gradient exact in f16 and bf16, so that both paths see the same values.
+    const Tensor g = make_tensor(grid_random({kRows, cols}, rng, -1, 1), dtype(), device());
+    const auto leaves = [&] {
+      return std::array{make_tensor(x, DType::Float32, device()).set_requires_grad(true),
+                        make_tensor(w, DType::Float32, device()).set_requires_grad(true),
+                        make_tensor(b, DType::Float32, device()).set_requires_grad(true)};
+    };
+    const auto f32 = leaves(), mixed = leaves();
+    const Tensor y32 = st::layer_norm(f32[0], {cols}, f32[1], f32[2]);
+    y32.backward(g.to(DType::Float32));
+    Tensor y;
+    {
+      AutocastGuard autocast(device().type, dtype());
+      y = st::layer_norm(mixed[0], {cols}, mixed[1], mixed[2]);
+    }
+    ASSERT_EQ(y.dtype(), dtype());
+    EXPECT_EXACT(y, from_tensor(y32.detach().to(dtype())));
+    // And against float64 loops, to the scope dtype's rounding.
+    NDArray expected({kRows, cols});
+    for (int64_t r = 0; r < kRows; ++r) {
+      double mean = 0, var = 0;
+      for (int64_t c = 0; c < cols; ++c) mean += x.at({r, c}) / static_cast<double>(cols);
+      for (int64_t c = 0; c < cols; ++c) var += std::pow(x.at({r, c}) - mean, 2) / cols;
+      for (int64_t c = 0; c < cols; ++c)
+        expected.at({r, c}) = (x.at({r, c}) - mean) / std::sqrt(var + 1e-5) * w[c] + b[c];
+    }
+    EXPECT_CLOSE(y, expected, tolerance_for(dtype()));
+    y.backward(g);
+    for (int i = 0; i < 3; ++i) {
+      SCOPED_TRACE(i == 0 ? "grad x" : i == 1 ? "grad weight" : "grad bias");
+      ASSERT_EQ(mixed[i].grad().dtype(), DType::Float32);
+      EXPECT_CLOSE(mixed[i].grad(), from_tensor(f32[i].grad()), tolerance_for(DType::Float32));
+    }
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(AutocastLayerNorm, AutocastLayerNorm,
                          ::testing::Combine(::testing::ValuesIn(st::available_devices()),
                                             ::testing::Values(DType::Float16, DType::BFloat16)),
                          DeviceDTypeName());

@@ -11,7 +11,8 @@
 // - matmul, linear and scaled_dot_product_attention run in the scope's dtype (bf16 or f16; the
 //   kernels accumulate in f32): their f32 inputs are cast first.
 // - softmax, log_softmax, layer_norm, cross_entropy, sum and mean run in f32: their f16/bf16
-//   inputs are cast up.
+//   inputs are cast up. layer_norm writes its output in the scope's dtype (its consumers are
+//   the GEMMs, which would cast it) and reads that output's gradient as it comes.
 // - Every other op runs in the dtype of its inputs (type promotion: bf16 + f32 gives f32).
 // f64 inputs are never cast. The casts are ops of the graph (Tensor::to), so gradients flow back
 // through them in the dtype of each leaf. Backward runs without autocast: each backward op works in

@@ -3,7 +3,8 @@
 Inside ``with st.autocast("cuda"):`` ops on CUDA tensors choose their compute dtype: matmul, linear
 and scaled_dot_product_attention run in bfloat16 (or the given float16) with f32 accumulation,
 their f32 inputs cast first; softmax, log_softmax, layer_norm, cross_entropy, sum and mean run in
-float32; every other op follows its inputs. The casts are recorded by autograd, so f32 parameters
+float32 (layer_norm then writes its output in the scope's dtype, for the GEMMs that read it, unlike
+torch.autocast's float32 output); every other op follows its inputs. The casts are recorded by autograd, so f32 parameters
 get f32 gradients, and ``backward()`` runs each op in the dtype its forward used. The state is per
 thread and per device type; scopes nest, and ``enabled=False`` turns autocast off inside one.
 """

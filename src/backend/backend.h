@@ -170,12 +170,14 @@ class Backend {
                                   const Tensor& grad_out, const Tensor& q, const Tensor& k,
                                   const Tensor& v, const Tensor& out, const Tensor& logsumexp,
                                   double scale, bool causal);
-  // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined; mean/rstd [rows] in
-  // the statistics dtype: f64 for f64 input, f32 otherwise.
+  // x, out [rows, cols] contiguous; weight/bias [cols] contiguous or undefined, in x's dtype;
+  // mean/rstd [rows] in the statistics dtype: f64 for f64 input, f32 otherwise. out has x's dtype,
+  // or f16/bf16 for f32 x (autocast): computed in f32 all the same, rounded once when stored.
   virtual void layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                           const Tensor& x, const Tensor& weight, const Tensor& bias, double eps);
-  // Same shapes as the forward; grad_out [rows, cols] contiguous. grad_weight/grad_bias undefined
-  // when not wanted; otherwise written (not accumulated).
+  // Same shapes as the forward; grad_out [rows, cols] contiguous, in the forward output's dtype;
+  // grad_x and the parameters' gradients in x's. grad_weight/grad_bias undefined when not wanted;
+  // otherwise written (not accumulated).
   virtual void layer_norm_backward(const Tensor& grad_x, const Tensor& grad_weight,
                                    const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
                                    const Tensor& mean, const Tensor& rstd, const Tensor& weight);

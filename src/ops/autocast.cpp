@@ -96,6 +96,15 @@ bool autocast_lowered(const Tensor& t) {
 
 }  // namespace detail
 
+std::optional<DType> autocast_output_dtype(const Tensor& t) {
+  if (!detail::any_autocast_enabled || !t.defined() || !is_floating(t.dtype()) ||
+      t.dtype() == DType::Float64)
+    return std::nullopt;
+  const AutocastState& state = state_of(t.device().type);
+  if (!state.enabled) return std::nullopt;
+  return state.dtype;
+}
+
 AutocastSuspend::AutocastSuspend() {
   for (int i = 0; i < kNumDeviceTypes; ++i) {
     previous_[i] = states[i].enabled;

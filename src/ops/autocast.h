@@ -44,6 +44,10 @@ inline bool autocast_computes_in_float32(const Tensor& t) {
   return detail::any_autocast_enabled && detail::autocast_lowered(t);
 }
 
+// The scope's f16/bf16 dtype when an autocast scope for t's device is on and t is a float tensor
+// below f64; nullopt otherwise. layer_norm computes in f32 and writes its output in it.
+std::optional<DType> autocast_output_dtype(const Tensor& t);
+
 // Turns autocast off for every device type while alive: the backward pass runs under it.
 class AutocastSuspend {
  public:

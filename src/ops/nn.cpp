@@ -84,11 +84,11 @@ Tensor scaled_dot_product_attention(const Tensor& q, const Tensor& k, const Tens
   return matmul(weights, v);
 }
 
+namespace {
+
+// layer_norm with its output in out_dtype: x's dtype, or under autocast f16/bf16 for f32 x.
 Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
-                  const Tensor& bias, double eps) {
-  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x, &weight, &bias}))
-    return layer_norm((*cast)[0], normalized_shape, (*cast)[1], (*cast)[2], eps);
-  ops::check_defined("layer_norm", {&x});
+                  const Tensor& bias, double eps, DType out_dtype) {
   ops::check_same_device("layer_norm", {&x, &weight, &bias});
   ops::check_floating("layer_norm", x);
   const int64_t k = static_cast<int64_t>(normalized_shape.size());
@@ -111,7 +111,7 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   const Tensor input = x.contiguous();
   const Tensor w = weight.defined() ? weight.contiguous() : weight;
   const Tensor b = bias.defined() ? bias.contiguous() : bias;
-  Tensor out = ops::new_like(input);
+  Tensor out = ops::new_like(input, out_dtype);
   Tensor mean = ops::new_tensor({rows}, ops::statistics_type(x.dtype()), x.device());
   Tensor rstd = ops::new_tensor({rows}, ops::statistics_type(x.dtype()), x.device());
   if (out.numel() > 0) {
@@ -124,6 +124,22 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   }
   autograd::record_layer_norm(input, w, b, out, mean, rstd);
   return out;
+}
+
+}  // namespace
+
+Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& weight,
+                  const Tensor& bias, double eps) {
+  ops::check_defined("layer_norm", {&x});
+  // Under autocast the statistics and the normalization run in f32 and the output is written in
+  // the scope's dtype: the GEMMs that read it would cast it, and its gradient comes back in it,
+  // so neither an f32 copy of the output nor of its gradient is made.
+  if (const std::optional<DType> lowered = ops::autocast_output_dtype(x)) {
+    auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x, &weight, &bias});
+    return cast ? layer_norm((*cast)[0], normalized_shape, (*cast)[1], (*cast)[2], eps, *lowered)
+                : layer_norm(x, normalized_shape, weight, bias, eps, *lowered);
+  }
+  return layer_norm(x, normalized_shape, weight, bias, eps, x.dtype());
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {

@@ -27,7 +27,8 @@ void write_vector(const Tensor& t, const std::vector<double>& v) {
   });
 }
 
-template <typename T>
+// O is the output's type: T, or f16/bf16 for f32 x (autocast).
+template <typename T, typename O>
 void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& x,
                       const Tensor& weight, const Tensor& bias, double eps) {
   using C = compute_t<T>;
@@ -36,7 +37,7 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
   const std::vector<C> w = weight.defined() ? read_vector<C>(weight) : std::vector<C>(cols, C(1));
   const std::vector<C> b = bias.defined() ? read_vector<C>(bias) : std::vector<C>(cols, C(0));
   const T* src = x.data<T>();
-  T* dst = out.data<T>();
+  O* dst = out.data<O>();
   C* mean_out = mean.data<C>();
   C* rstd_out = rstd.data<C>();
   const C* wp = w.data();  // raw pointers let the compiler vectorize the loops below
@@ -44,7 +45,7 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
   parallel_for(rows, cols, [&](int64_t begin, int64_t end) {
     for (int64_t r = begin; r < end; ++r) {
       const T* xr = src + r * cols;
-      T* y = dst + r * cols;
+      O* y = dst + r * cols;
       C sum = 0;
 #pragma omp simd reduction(+ : sum)
       for (int64_t c = 0; c < cols; ++c) sum += static_cast<C>(xr[c]);
@@ -59,7 +60,7 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
       mean_out[r] = mu;
       rstd_out[r] = rs;
       for (int64_t c = 0; c < cols; ++c)
-        y[c] = T((static_cast<C>(xr[c]) - mu) * rs * wp[c] + bp[c]);
+        y[c] = O((static_cast<C>(xr[c]) - mu) * rs * wp[c] + bp[c]);
     }
   });
 }
@@ -72,8 +73,8 @@ void layer_norm_typed(const Tensor& out, const Tensor& mean, const Tensor& rstd,
 constexpr int64_t kBlockRows = 32;
 
 // One row of the backward: writes grad_x and adds the row's terms to the block sums bw, bb.
-template <typename T, typename C = compute_t<T>>
-ST_CPU_CLONES void layer_norm_backward_row(const T* go, const T* xr, T* gx, const C* w, C mu, C rs,
+template <typename T, typename G, typename C = compute_t<T>>
+ST_CPU_CLONES void layer_norm_backward_row(const G* go, const T* xr, T* gx, const C* w, C mu, C rs,
                                            int64_t cols, C* xhat, C* bw, C* bb) {
   C sum_g = 0, sum_gx = 0;
 #pragma omp simd reduction(+ : sum_g, sum_gx)
@@ -92,14 +93,15 @@ ST_CPU_CLONES void layer_norm_backward_row(const T* go, const T* xr, T* gx, cons
   }
 }
 
-template <typename T>
+// G is grad_out's type, the forward output's.
+template <typename T, typename G>
 void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
                                const Tensor& grad_bias, const Tensor& grad_out, const Tensor& x,
                                const Tensor& mean, const Tensor& rstd, const Tensor& weight) {
   using C = compute_t<T>;
   const int64_t rows = mean.numel(), cols = rows == 0 ? 0 : x.numel() / rows;
   const std::vector<C> w = weight.defined() ? read_vector<C>(weight) : std::vector<C>(cols, C(1));
-  const T* grads = grad_out.data<T>();
+  const G* grads = grad_out.data<G>();
   const T* src = x.data<T>();
   T* dst = grad_x.data<T>();
   const C* means = mean.data<C>();
@@ -146,16 +148,30 @@ void layer_norm_backward_typed(const Tensor& grad_x, const Tensor& grad_weight,
 template <typename T>
 constexpr bool kFloating = std::is_floating_point_v<compute_t<T>>;
 
+// fn(T{}, O{}) for x's type T and the type O of the output (or of its gradient): T, or f16/bf16
+// for f32 x.
+template <typename Fn>
+void dispatch_norm(DType x, DType io, const char* op, Fn&& fn) {
+  dispatch_dtype(x, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (kFloating<T>) {
+      if (io == x) return fn(T{}, T{});
+      if constexpr (std::is_same_v<T, float>) {
+        if (io == DType::BFloat16) return fn(T{}, BFloat16{});
+        if (io == DType::Float16) return fn(T{}, Half{});
+      }
+    }
+    throw NotImplementedError(detail::concat("[", op, "] not implemented for ", x, " input with ",
+                                             io, " output on the cpu backend"));
+  });
+}
+
 }  // namespace
 
 void CpuBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
                             const Tensor& x, const Tensor& weight, const Tensor& bias, double eps) {
-  dispatch_dtype(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (kFloating<T>)
-      layer_norm_typed<T>(out, mean, rstd, x, weight, bias, eps);
-    else
-      not_implemented("layer_norm");
+  dispatch_norm(x.dtype(), out.dtype(), "layer_norm", [&](auto t, auto o) {
+    layer_norm_typed<decltype(t), decltype(o)>(out, mean, rstd, x, weight, bias, eps);
   });
 }
 
@@ -163,12 +179,9 @@ void CpuBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_we
                                      const Tensor& grad_bias, const Tensor& grad_out,
                                      const Tensor& x, const Tensor& mean, const Tensor& rstd,
                                      const Tensor& weight) {
-  dispatch_dtype(x.dtype(), [&](auto tag) {
-    using T = decltype(tag);
-    if constexpr (kFloating<T>)
-      layer_norm_backward_typed<T>(grad_x, grad_weight, grad_bias, grad_out, x, mean, rstd, weight);
-    else
-      not_implemented("layer_norm_backward");
+  dispatch_norm(x.dtype(), grad_out.dtype(), "layer_norm_backward", [&](auto t, auto g) {
+    layer_norm_backward_typed<decltype(t), decltype(g)>(grad_x, grad_weight, grad_bias, grad_out, x,
+                                                        mean, rstd, weight);
   });
 }
 

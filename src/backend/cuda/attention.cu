@@ -303,12 +303,6 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
-// P elements of T, loaded at once.
-template <typename T, int P>
-struct alignas(sizeof(T) * P) Pack {
-  T v[P];
-};
-
 // delta[row] = sum(grad_out[row] * out[row]) over rows of E, in f32 (f64 for f64). Rows are
 // numbered (b * H + h) * L + t. A row is read in packs of P elements (16 bytes where the rows are
 // aligned), by kLanes lanes, so that a warp reads several rows at once: a warp a row, 2 bytes a

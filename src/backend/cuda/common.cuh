@@ -234,12 +234,16 @@ __device__ __forceinline__ T block_max(T v, T* shared) {
   return warp_max(v);
 }
 
+// N elements of T moved by one load or store of their whole size.
+template <typename T, int N>
+struct alignas(sizeof(T) * N) Pack {
+  static constexpr int kCount = N;
+  T v[N];
+};
+
 // A 16-byte group of T, for vector loads and stores of contiguous data.
 template <typename T>
-struct alignas(16) Vec16 {
-  static constexpr int kCount = 16 / sizeof(T);
-  T v[kCount];
-};
+using Vec16 = Pack<T, 16 / sizeof(T)>;
 
 inline bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15) == 0; }
 
@@ -255,9 +259,11 @@ __device__ __forceinline__ int64_t held_col(int j, int lane, int lanes, bool vec
              : static_cast<int64_t>(j) * lanes + lane;
 }
 
-// Loads the values a thread holds of row `x`; columns past the row take `fill`.
-template <typename T, int E>
-__device__ __forceinline__ void load_held(const T* x, int64_t cols, int lane, int lanes, bool vec,
+// Loads the values a thread holds of row `x`; columns past the row take `fill`. The row is laid
+// out in T's groups; its elements in memory may be of another type M (an f16/bf16 row beside
+// f32 ones, in groups of 8 bytes).
+template <typename T, int E, typename M>
+__device__ __forceinline__ void load_held(const M* x, int64_t cols, int lane, int lanes, bool vec,
                                           calc_t<T> (&v)[E], calc_t<T> fill) {
   constexpr int V = Vec16<T>::kCount;
   static_assert(E % V == 0, "a thread holds whole 16-byte groups");
@@ -266,7 +272,7 @@ __device__ __forceinline__ void load_held(const T* x, int64_t cols, int lane, in
     for (int k = 0; k < E / V; ++k) {
       const int64_t c = (static_cast<int64_t>(k) * lanes + lane) * V;
       if (c < cols) {
-        const Vec16<T> w = *reinterpret_cast<const Vec16<T>*>(x + c);
+        const Pack<M, V> w = *reinterpret_cast<const Pack<M, V>*>(x + c);
 #pragma unroll
         for (int e = 0; e < V; ++e) v[k * V + e] = load(w.v[e]);
       } else {
@@ -283,8 +289,9 @@ __device__ __forceinline__ void load_held(const T* x, int64_t cols, int lane, in
   }
 }
 
-template <typename T, int E>
-__device__ __forceinline__ void store_held(T* y, int64_t cols, int lane, int lanes, bool vec,
+// Stores the values a thread holds as elements of M, in T's layout (see load_held).
+template <typename T, int E, typename M>
+__device__ __forceinline__ void store_held(M* y, int64_t cols, int lane, int lanes, bool vec,
                                            const calc_t<T> (&v)[E]) {
   constexpr int V = Vec16<T>::kCount;
   if (vec) {
@@ -292,16 +299,16 @@ __device__ __forceinline__ void store_held(T* y, int64_t cols, int lane, int lan
     for (int k = 0; k < E / V; ++k) {
       const int64_t c = (static_cast<int64_t>(k) * lanes + lane) * V;
       if (c >= cols) continue;
-      Vec16<T> w;
+      Pack<M, V> w;
 #pragma unroll
-      for (int e = 0; e < V; ++e) w.v[e] = store<T>(v[k * V + e]);
-      *reinterpret_cast<Vec16<T>*>(y + c) = w;
+      for (int e = 0; e < V; ++e) w.v[e] = store<M>(v[k * V + e]);
+      *reinterpret_cast<Pack<M, V>*>(y + c) = w;
     }
   } else {
 #pragma unroll
     for (int j = 0; j < E; ++j) {
       const int64_t c = static_cast<int64_t>(j) * lanes + lane;
-      if (c < cols) y[c] = store<T>(v[j]);
+      if (c < cols) y[c] = store<M>(v[j]);
     }
   }
 }

@@ -14,11 +14,6 @@
 
 namespace st::backend::cuda {
 
-template <typename T, int V>
-struct alignas(sizeof(T) * V) Pack {
-  T v[V];
-};
-
 template <int V, typename TOut, typename Fn, typename... P>
 __device__ __forceinline__ void apply_packs(Fn fn, Pack<TOut, V>& out, const P&... in) {
 #pragma unroll

@@ -26,9 +26,9 @@ int threads_for(int64_t cols) {
 
 // The weight and bias of the columns a thread holds are read beside each 16-byte group as they
 // are used (from cache: every row reads the same ones) rather than held, which would cost
-// registers that hold rows in flight.
-template <typename T, int E>
-__device__ __forceinline__ void store_normalized(T* y, int64_t cols, int lane, int lanes, bool vec,
+// registers that hold rows in flight. y is of type O: T, or f16/bf16 beside f32 x (autocast).
+template <typename T, int E, typename O>
+__device__ __forceinline__ void store_normalized(O* y, int64_t cols, int lane, int lanes, bool vec,
                                                  const calc_t<T> (&v)[E], calc_t<T> mean,
                                                  calc_t<T> rstd, const T* weight, const T* bias) {
   using C = calc_t<T>;
@@ -38,7 +38,8 @@ __device__ __forceinline__ void store_normalized(T* y, int64_t cols, int lane, i
     for (int k = 0; k < E / V; ++k) {
       const int64_t c = (static_cast<int64_t>(k) * lanes + lane) * V;
       if (c >= cols) continue;
-      Vec16<T> w{}, b{}, o;
+      Vec16<T> w{}, b{};
+      Pack<O, V> o;
       if (weight) w = *reinterpret_cast<const Vec16<T>*>(weight + c);
       if (bias) b = *reinterpret_cast<const Vec16<T>*>(bias + c);
 #pragma unroll
@@ -46,9 +47,9 @@ __device__ __forceinline__ void store_normalized(T* y, int64_t cols, int lane, i
         C val = (v[k * V + e] - mean) * rstd;
         if (weight) val *= load(w.v[e]);
         if (bias) val += load(b.v[e]);
-        o.v[e] = store<T>(val);
+        o.v[e] = store<O>(val);
       }
-      *reinterpret_cast<Vec16<T>*>(y + c) = o;
+      *reinterpret_cast<Pack<O, V>*>(y + c) = o;
     }
   } else {
 #pragma unroll
@@ -58,7 +59,7 @@ __device__ __forceinline__ void store_normalized(T* y, int64_t cols, int lane, i
       C val = (v[j] - mean) * rstd;
       if (weight) val *= load(weight[c]);
       if (bias) val += load(bias[c]);
-      y[c] = store<T>(val);
+      y[c] = store<O>(val);
     }
   }
 }
@@ -86,10 +87,10 @@ __device__ __forceinline__ void multiply_by_weight(calc_t<T> (&v)[E], int64_t co
   }
 }
 
-template <typename T, typename S, int E, int kGroup>
+template <typename T, typename S, int E, int kGroup, typename O>
 __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kGroup, 64>())
     layer_norm_held_kernel(int64_t rows, int64_t cols, calc_t<T> eps, bool vec, const T* in,
-                           const T* weight, const T* bias, T* out, S* means, S* rstds) {
+                           const T* weight, const T* bias, O* out, S* means, S* rstds) {
   using C = calc_t<T>;
   using Group = RowGroup<kGroup == kWarpRows>;
   __shared__ C shared[32];
@@ -117,15 +118,15 @@ __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kG
 }
 
 // Rows too long to hold, and f64.
-template <typename T, typename S>
+template <typename T, typename S, typename O>
 __global__ void __launch_bounds__(1024)
     layer_norm_kernel(int64_t rows, int64_t cols, calc_t<T> eps, const T* in, const T* weight,
-                      const T* bias, T* out, S* means, S* rstds) {
+                      const T* bias, O* out, S* means, S* rstds) {
   using C = calc_t<T>;
   __shared__ C shared[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
     const T* x = in + r * cols;
-    T* y = out + r * cols;
+    O* y = out + r * cols;
     C sum = 0;
     for (int64_t c = threadIdx.x; c < cols; c += blockDim.x) sum += load(x[c]);
     const C mean = block_sum(sum, shared) / static_cast<C>(cols);
@@ -139,7 +140,7 @@ __global__ void __launch_bounds__(1024)
       C o = (load(x[c]) - mean) * rstd;
       if (weight) o *= load(weight[c]);
       if (bias) o += load(bias[c]);
-      y[c] = store<T>(o);
+      y[c] = store<O>(o);
     }
     if (threadIdx.x == 0) {
       means[r] = static_cast<S>(mean);
@@ -161,9 +162,9 @@ size_t held_backward_shared(int threads) {
   return static_cast<size_t>(groups) * 2 * E * lanes * sizeof(C);
 }
 
-template <typename T, typename S, int E, int kGroup>
+template <typename T, typename S, int E, int kGroup, typename G>
 __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kGroup, 128>())
-    layer_norm_backward_held_kernel(int64_t rows, int64_t cols, bool vec, const T* grad_out,
+    layer_norm_backward_held_kernel(int64_t rows, int64_t cols, bool vec, const G* grad_out,
                                     const T* in, const S* means, const S* rstds, const T* weight,
                                     T* grad_in, S* partial_w, S* partial_b) {
   using C = calc_t<T>;
@@ -219,14 +220,14 @@ __global__ void __launch_bounds__(held_max_threads<kGroup>(), held_min_blocks<kG
 }
 
 // grad_x = rstd * (g - mean(g) - xhat * mean(g * xhat)), g = grad_out * weight.
-template <typename T, typename S>
+template <typename T, typename S, typename G>
 __global__ void __launch_bounds__(1024)
-    layer_norm_backward_kernel(int64_t rows, int64_t cols, const T* grad_out, const T* in,
+    layer_norm_backward_kernel(int64_t rows, int64_t cols, const G* grad_out, const T* in,
                                const S* means, const S* rstds, const T* weight, T* grad_in) {
   using C = calc_t<T>;
   __shared__ C shared[32];
   for (int64_t r = blockIdx.x; r < rows; r += gridDim.x) {
-    const T* go = grad_out + r * cols;
+    const G* go = grad_out + r * cols;
     const T* x = in + r * cols;
     T* gx = grad_in + r * cols;
     const C mean = static_cast<C>(means[r]), rstd = static_cast<C>(rstds[r]);
@@ -250,9 +251,9 @@ constexpr int kTileCols = 32, kTileRows = 8;
 
 // Partial column sums over one chunk of rows: partial_w[chunk, c] of grad_out * xhat and
 // partial_b[chunk, c] of grad_out.
-template <typename T, typename S>
+template <typename T, typename S, typename G>
 __global__ void layer_norm_params_kernel(int64_t rows, int64_t cols, int64_t chunk_rows,
-                                         const T* grad_out, const T* in, const S* means,
+                                         const G* grad_out, const T* in, const S* means,
                                          const S* rstds, S* partial_w, S* partial_b) {
   __shared__ S tile_w[kTileRows][kTileCols + 1];
   __shared__ S tile_b[kTileRows][kTileCols + 1];
@@ -314,6 +315,19 @@ const T* optional_ptr(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
 }
 
+// fn(O{}) for the type of layer_norm's output (or of its gradient) beside x's type T: T, or
+// f16/bf16 for f32 x (autocast).
+template <typename T, typename Fn>
+void dispatch_io(DType io, DType x, const char* op, Fn&& fn) {
+  if constexpr (std::is_same_v<T, float>) {
+    if (io == DType::BFloat16) return fn(__nv_bfloat16{});
+    if (io == DType::Float16) return fn(__half{});
+  }
+  ST_CHECK(io == x, NotImplementedError, "[", op, "] not implemented for ", x, " input with ", io,
+           " output on the cuda backend");
+  fn(T{});
+}
+
 }  // namespace
 
 void CudaBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor& rstd,
@@ -324,33 +338,36 @@ void CudaBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor
   const int device = x.device().index;
   const cudaStream_t stream = stream_of(x);
   dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
-    using T = decltype(tag);
-    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    using C = calc_t<T>;
-    const T* px = static_cast<const T*>(x.data_ptr());
-    const T* pw = optional_ptr<T>(weight);
-    const T* pb = optional_ptr<T>(bias);
-    T* py = static_cast<T*>(out.data_ptr());
-    S* pm = static_cast<S*>(mean.data_ptr());
-    S* pr = static_cast<S*>(rstd.data_ptr());
-    bool held = false;
-    if constexpr (!std::is_same_v<T, double>) {
-      const bool vec = held_vec_ok<T>(cols, px, py, pw, pb);
-      // 64 bytes of the row a thread: 16 f32 or 32 bf16/f16 values.
-      constexpr int kHeld = sizeof(T) == 2 ? 32 : 16;
-      held = dispatch_held<kHeld, 8>(cols, [&](auto e, auto group, int threads) {
-        constexpr int E = decltype(e)::value;
-        constexpr int kGroup = decltype(group)::value;
-        constexpr bool kWarp = kGroup == kWarpRows;
-        const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
-        layer_norm_held_kernel<T, S, E, kGroup><<<grid, block, 0, stream>>>(
-            rows, cols, static_cast<C>(eps), vec, px, pw, pb, py, pm, pr);
-      });
-    }
-    if (!held)
-      layer_norm_kernel<T, S><<<row_grid(rows), threads_for(cols), 0, stream>>>(
-          rows, cols, static_cast<C>(eps), px, pw, pb, py, pm, pr);
-    check_launch("layer_norm");
+    dispatch_io<decltype(tag)>(out.dtype(), x.dtype(), "layer_norm", [&](auto out_tag) {
+      using T = decltype(tag);
+      using O = decltype(out_tag);
+      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      using C = calc_t<T>;
+      const T* px = static_cast<const T*>(x.data_ptr());
+      const T* pw = optional_ptr<T>(weight);
+      const T* pb = optional_ptr<T>(bias);
+      O* py = static_cast<O*>(out.data_ptr());
+      S* pm = static_cast<S*>(mean.data_ptr());
+      S* pr = static_cast<S*>(rstd.data_ptr());
+      bool held = false;
+      if constexpr (!std::is_same_v<T, double>) {
+        const bool vec = held_vec_ok<T>(cols, px, py, pw, pb);
+        // 64 bytes of the row a thread: 16 f32 or 32 bf16/f16 values.
+        constexpr int kHeld = sizeof(T) == 2 ? 32 : 16;
+        held = dispatch_held<kHeld, 8>(cols, [&](auto e, auto group, int threads) {
+          constexpr int E = decltype(e)::value;
+          constexpr int kGroup = decltype(group)::value;
+          constexpr bool kWarp = kGroup == kWarpRows;
+          const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
+          layer_norm_held_kernel<T, S, E, kGroup, O><<<grid, block, 0, stream>>>(
+              rows, cols, static_cast<C>(eps), vec, px, pw, pb, py, pm, pr);
+        });
+      }
+      if (!held)
+        layer_norm_kernel<T, S, O><<<row_grid(rows), threads_for(cols), 0, stream>>>(
+            rows, cols, static_cast<C>(eps), px, pw, pb, py, pm, pr);
+      check_launch("layer_norm");
+    });
   });
 }
 
@@ -364,81 +381,85 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
   const cudaStream_t stream = stream_of(x);
   const bool params = grad_weight.defined() || grad_bias.defined();
   dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
-    using T = decltype(tag);
-    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-    using C = calc_t<T>;
-    const DType stats = std::is_same_v<S, double> ? DType::Float64 : DType::Float32;
-    const T* go = static_cast<const T*>(grad_out.data_ptr());
-    const T* px = static_cast<const T*>(x.data_ptr());
-    const S* pm = static_cast<const S*>(mean.data_ptr());
-    const S* pr = static_cast<const S*>(rstd.data_ptr());
-    const T* pw = optional_ptr<T>(weight);
-    T* gx = grad_x.defined() ? static_cast<T*>(grad_x.data_ptr()) : nullptr;
-    bool held = false;
-    if constexpr (!std::is_same_v<T, double>) {
-      const bool vec = held_vec_ok<T>(cols, go, px, pw, gx);
-      held = rows > 0 && dispatch_held<16, 8>(cols, [&](auto e, auto group, int threads) {
-               constexpr int E = decltype(e)::value;
-               constexpr int kGroup = decltype(group)::value;
-               constexpr bool kWarp = kGroup == kWarpRows;
-               const auto kernel = layer_norm_backward_held_kernel<T, S, E, kGroup>;
-               const int block = kWarp ? 32 * kHeldWarpsPerBlock : threads;
-               const size_t shared = params ? held_backward_shared<C, E, kGroup>(threads) : 0;
-               if (shared > 48 * 1024)
-                 check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                            static_cast<int>(shared)),
-                       "cudaFuncSetAttribute");
-               int per_sm = 0;
-               check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, shared),
-                     "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-               // Each warp or block writes a row of partial sums: 16 rows or more per partial
-               // keep them a small part of the traffic.
-               const unsigned grid =
-                   held_launch<kWarp>(rows, threads, device, params ? 16 : 1, per_sm).first;
-               const int64_t groups = kWarp ? int64_t{grid} * kHeldWarpsPerBlock : grid;
-               Tensor partial;
-               S* part_w = nullptr;
-               if (params) {
-                 partial = scratch({2, groups, cols}, stats, x.device());
-                 part_w = static_cast<S*>(partial.data_ptr());
-               }
-               S* part_b = params ? part_w + groups * cols : nullptr;
-               kernel<<<grid, block, shared, stream>>>(rows, cols, vec, go, px, pm, pr, pw, gx,
-                                                       part_w, part_b);
-               check_launch("layer_norm_backward");
-               if (params) {
-                 sum_chunks<T, S>(grad_weight, cols, groups, part_w, stream);
-                 sum_chunks<T, S>(grad_bias, cols, groups, part_b, stream);
-               }
-             });
-    }
-    if (held) {
+    dispatch_io<decltype(tag)>(grad_out.dtype(), x.dtype(), "layer_norm_backward", [&](auto g_tag) {
+      using T = decltype(tag);
+      using G = decltype(g_tag);
+      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+      using C = calc_t<T>;
+      const DType stats = std::is_same_v<S, double> ? DType::Float64 : DType::Float32;
+      const G* go = static_cast<const G*>(grad_out.data_ptr());
+      const T* px = static_cast<const T*>(x.data_ptr());
+      const S* pm = static_cast<const S*>(mean.data_ptr());
+      const S* pr = static_cast<const S*>(rstd.data_ptr());
+      const T* pw = optional_ptr<T>(weight);
+      T* gx = grad_x.defined() ? static_cast<T*>(grad_x.data_ptr()) : nullptr;
+      bool held = false;
+      if constexpr (!std::is_same_v<T, double>) {
+        const bool vec = held_vec_ok<T>(cols, go, px, pw, gx);
+        held =
+            rows > 0 && dispatch_held<16, 8>(cols, [&](auto e, auto group, int threads) {
+              constexpr int E = decltype(e)::value;
+              constexpr int kGroup = decltype(group)::value;
+              constexpr bool kWarp = kGroup == kWarpRows;
+              const auto kernel = layer_norm_backward_held_kernel<T, S, E, kGroup, G>;
+              const int block = kWarp ? 32 * kHeldWarpsPerBlock : threads;
+              const size_t shared = params ? held_backward_shared<C, E, kGroup>(threads) : 0;
+              if (shared > 48 * 1024)
+                check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           static_cast<int>(shared)),
+                      "cudaFuncSetAttribute");
+              int per_sm = 0;
+              check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, shared),
+                    "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+              // Each warp or block writes a row of partial sums: 16 rows or more per partial
+              // keep them a small part of the traffic.
+              const unsigned grid =
+                  held_launch<kWarp>(rows, threads, device, params ? 16 : 1, per_sm).first;
+              const int64_t groups = kWarp ? int64_t{grid} * kHeldWarpsPerBlock : grid;
+              Tensor partial;
+              S* part_w = nullptr;
+              if (params) {
+                partial = scratch({2, groups, cols}, stats, x.device());
+                part_w = static_cast<S*>(partial.data_ptr());
+              }
+              S* part_b = params ? part_w + groups * cols : nullptr;
+              kernel<<<grid, block, shared, stream>>>(rows, cols, vec, go, px, pm, pr, pw, gx,
+                                                      part_w, part_b);
+              check_launch("layer_norm_backward");
+              if (params) {
+                sum_chunks<T, S>(grad_weight, cols, groups, part_w, stream);
+                sum_chunks<T, S>(grad_bias, cols, groups, part_b, stream);
+              }
+            });
+      }
+      if (held) {
+        check_launch("layer_norm_backward");
+        return;
+      }
+      if (gx && rows > 0) {
+        layer_norm_backward_kernel<T, S, G>
+            <<<row_grid(rows), threads_for(cols), 0, stream>>>(rows, cols, go, px, pm, pr, pw, gx);
+        check_launch("layer_norm_backward");
+      }
+      if (!params) return;
+      const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
+      // Enough row chunks to give every multiprocessor a few blocks.
+      const int64_t chunks =
+          std::clamp<int64_t>((4 * multiprocessors(device) + col_tiles - 1) / col_tiles, 1,
+                              std::max<int64_t>(rows / 32, 1));
+      const int64_t chunk_rows = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
+      const Tensor partial = scratch({2, chunks, cols}, stats, x.device());
+      S* part_w = static_cast<S*>(partial.data_ptr());
+      S* part_b = part_w + chunks * cols;
+      layer_norm_params_kernel<T, S, G>
+          <<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)),
+             dim3(kTileCols, kTileRows), 0, stream>>>(rows, cols, chunk_rows, go, px, pm, pr,
+                                                      part_w, part_b);
       check_launch("layer_norm_backward");
-      return;
-    }
-    if (gx && rows > 0) {
-      layer_norm_backward_kernel<T, S>
-          <<<row_grid(rows), threads_for(cols), 0, stream>>>(rows, cols, go, px, pm, pr, pw, gx);
+      sum_chunks<T, S>(grad_weight, cols, chunks, part_w, stream);
+      sum_chunks<T, S>(grad_bias, cols, chunks, part_b, stream);
       check_launch("layer_norm_backward");
-    }
-    if (!params) return;
-    const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
-    // Enough row chunks to give every multiprocessor a few blocks.
-    const int64_t chunks =
-        std::clamp<int64_t>((4 * multiprocessors(device) + col_tiles - 1) / col_tiles, 1,
-                            std::max<int64_t>(rows / 32, 1));
-    const int64_t chunk_rows = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
-    const Tensor partial = scratch({2, chunks, cols}, stats, x.device());
-    S* part_w = static_cast<S*>(partial.data_ptr());
-    S* part_b = part_w + chunks * cols;
-    layer_norm_params_kernel<T, S>
-        <<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)),
-           dim3(kTileCols, kTileRows), 0, stream>>>(rows, cols, chunk_rows, go, px, pm, pr, part_w,
-                                                    part_b);
-    check_launch("layer_norm_backward");
-    sum_chunks<T, S>(grad_weight, cols, chunks, part_w, stream);
-    sum_chunks<T, S>(grad_bias, cols, chunks, part_b, stream);
-    check_launch("layer_norm_backward");
+    });
   });
 }
 

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "backend/vulkan/vulkan_backend.h"
+#include "spiraltorch/ops.h"
 
 namespace st::backend::vulkan {
 namespace {
@@ -129,6 +130,12 @@ void VulkanBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tens
                                double eps) {
   const int64_t rows = mean.numel();
   if (rows == 0) return;
+  if (out.dtype() != x.dtype()) {  // autocast's f16/bf16 output: normalized in f32, then rounded
+    const Tensor full = st::empty(out.shape(), {x.dtype(), out.device()});
+    layer_norm(full, mean, rstd, x, weight, bias, eps);
+    copy(out, full);
+    return;
+  }
   LayerNormParams p;
   p.x_addr = address_of(x);
   p.out_addr = address_of(out);
@@ -155,6 +162,12 @@ void VulkanBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad
                                         const Tensor& weight) {
   const int64_t rows = mean.numel();
   if (rows == 0) return;
+  if (grad_out.dtype() != x.dtype()) {  // the gradient of autocast's f16/bf16 output
+    const Tensor full = st::empty(grad_out.shape(), {x.dtype(), grad_out.device()});
+    copy(full, grad_out);
+    layer_norm_backward(grad_x, grad_weight, grad_bias, full, x, mean, rstd, weight);
+    return;
+  }
   const std::string_view dtype = shader_dtype(x.dtype(), "layer_norm_backward");
   LayerNormParams p;
   p.x_addr = address_of(x);
