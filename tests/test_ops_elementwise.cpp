@@ -504,6 +504,43 @@ TEST_P(Promotion, TensorTensor) {
   EXPECT_EXACT(mixed, NDArray(Shape{3}, 2.0));
 }
 
+// f32 with an f16/bf16 operand (the residual adds of autocast): the values of casting the narrow
+// operand first (the CUDA backend reads it as it is), and its gradient in its own dtype. Shapes: a
+// dense pair of 16-byte packs, a broadcast row, a transposed view.
+TEST_P(Promotion, Float32WithANarrowOperand) {
+  std::mt19937 rng(3);
+  for (const DType narrow : {DType::BFloat16, DType::Float16}) {
+    for (const bool transposed : {false, true}) {
+      for (const Shape& b_shape : {Shape{6, 40}, Shape{40}}) {
+        SCOPED_TRACE(std::string(narrow == DType::BFloat16 ? "bf16 " : "f16 ") +
+                     shape_str(b_shape) + (transposed ? " transposed" : ""));
+        const NDArray x = uniform_random({6, 40}, rng), y = grid_random(b_shape, rng);
+        const NDArray g = uniform_random({6, 40}, rng);
+        const NDArray yb = broadcast_to(y, {6, 40});
+        for (const int which : {0, 1, 2}) {
+          SCOPED_TRACE(which == 0 ? "add" : which == 1 ? "sub" : "mul");
+          Tensor a = make_tensor(x, DType::Float32, GetParam()).set_requires_grad(true);
+          Tensor b = make_tensor(y, narrow, GetParam()).set_requires_grad(true);
+          const Tensor av = transposed ? a.t().contiguous().t() : a;
+          const Tensor out = which == 0 ? av + b : which == 1 ? b - av : av * b;
+          ASSERT_EQ(out.dtype(), DType::Float32);
+          NDArray expected({6, 40}), grad_a({6, 40}), grad_b = NDArray(b_shape, 0.0);
+          for (int64_t i = 0; i < 240; ++i) {
+            expected[i] = which == 0 ? x[i] + yb[i] : which == 1 ? yb[i] - x[i] : x[i] * yb[i];
+            grad_a[i] = which == 0 ? g[i] : which == 1 ? -g[i] : g[i] * yb[i];
+            grad_b[b_shape.size() == 1 ? i % 40 : i] += which == 2 ? g[i] * x[i] : g[i];
+          }
+          EXPECT_CLOSE(out, expected, tolerance_for(DType::Float32));
+          out.backward(make_tensor(g, DType::Float32, GetParam()));
+          ASSERT_EQ(b.grad().dtype(), narrow);
+          EXPECT_CLOSE(a.grad(), grad_a, tolerance_for(DType::Float32));
+          EXPECT_CLOSE(b.grad(), grad_b, tolerance_for(narrow));
+        }
+      }
+    }
+  }
+}
+
 TEST_P(Promotion, TensorScalar) {
   using D = DType;
   EXPECT_EQ((make(D::Int32) + 2.5).dtype(), D::Float32);

@@ -94,6 +94,7 @@ void Backend::linear(const Tensor& out, const Tensor& pre_activation, const Tens
     unary(act == LinearActivation::Gelu ? UnaryOp::GeluErf : UnaryOp::GeluTanh, out, pre_activation,
           0, 0);
 }
+bool Backend::has_mixed_binary(BinaryOp, DType, DType) { return false; }
 void Backend::softmax(const Tensor&, const Tensor&, bool, double, int64_t) {
   not_implemented("softmax");
 }

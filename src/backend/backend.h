@@ -114,8 +114,14 @@ class Backend {
 
   // out = op(in), same dtype; alpha and beta are op parameters (see UnaryOp).
   virtual void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta);
-  // out = op(a, b); comparisons write bool.
+  // out = op(a, b); comparisons write bool. a and b have out's dtype (comparisons: one dtype),
+  // except where has_mixed_binary says otherwise.
   virtual void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b);
+  // Whether binary computes op into an f32 out from operands of dtypes a and b, one f32 and the
+  // other f16/bf16, reading the narrow one as it is (the values of casting it first): an f32 stream
+  // plus a GEMM's bf16 output under autocast, without an f32 copy of the latter. The default says
+  // no, and the front-end casts first.
+  virtual bool has_mixed_binary(BinaryOp op, DType a, DType b);
   // out = cond ? a : b; cond is bool.
   virtual void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b);
 

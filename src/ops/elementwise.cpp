@@ -38,7 +38,11 @@ Tensor binary(BinaryOp op, const char* name, const Tensor& a, const Tensor& b, D
   ops::check_defined(name, {&a, &b});
   ops::check_same_device(name, {&a, &b});
   const Shape shape = broadcast_shapes(a.shape(), b.shape(), name);
-  const Tensor ac = a.to(dtype), bc = b.to(dtype);
+  // Operands are cast to the compute dtype, unless the backend reads a narrow one beside f32 as it
+  // is (autocast's residual adds: an f32 stream plus a bf16 GEMM output).
+  const bool mixed = a.dtype() != b.dtype() && dtype == DType::Float32 &&
+                     backend_of(a).has_mixed_binary(op, a.dtype(), b.dtype());
+  const Tensor ac = mixed ? a : a.to(dtype), bc = mixed ? b : b.to(dtype);
   Tensor out = ops::new_tensor(shape, is_comparison(op) ? DType::Bool : dtype, a.device());
   if (out.numel() > 0)
     backend_of(out).binary(op, out, ops::broadcast_view(ac, shape), ops::broadcast_view(bc, shape));

@@ -112,9 +112,45 @@ bool binary_integer(BinaryOp op, const Tensor& out, const Tensor& a, const Tenso
   }
 }
 
+bool is_narrow_float(DType dtype) { return dtype == DType::Float16 || dtype == DType::BFloat16; }
+
+// f32 out = op(a, b), one operand f32 and the other N (f16 or bf16), read as it is.
+template <typename N>
+void binary_mixed(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  const auto run = [&](auto fn) {
+    if (a.dtype() == DType::Float32)
+      map<float, float, N>(name_of(op), fn, out, a, b);
+    else
+      map<float, N, float>(name_of(op), fn, out, a, b);
+  };
+  switch (op) {
+    case BinaryOp::Add: run([] __device__(float x, float y) { return x + y; }); break;
+    case BinaryOp::Sub: run([] __device__(float x, float y) { return x - y; }); break;
+    case BinaryOp::Mul: run([] __device__(float x, float y) { return x * y; }); break;
+    default: break;
+  }
+}
+
 }  // namespace
 
+bool CudaBackend::has_mixed_binary(BinaryOp op, DType a, DType b) {
+  return (op == BinaryOp::Add || op == BinaryOp::Sub || op == BinaryOp::Mul) &&
+         ((a == DType::Float32 && is_narrow_float(b)) ||
+          (b == DType::Float32 && is_narrow_float(a)));
+}
+
 void CudaBackend::binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) {
+  if (a.dtype() != b.dtype() && !is_comparison(op)) {
+    ST_CHECK(has_mixed_binary(op, a.dtype(), b.dtype()), NotImplementedError, "[", name_of(op),
+             "] not implemented for ", a.dtype(), " and ", b.dtype(),
+             " operands on the cuda backend");
+    const DType narrow = a.dtype() == DType::Float32 ? b.dtype() : a.dtype();
+    if (narrow == DType::BFloat16)
+      binary_mixed<__nv_bfloat16>(op, out, a, b);
+    else
+      binary_mixed<__half>(op, out, a, b);
+    return;
+  }
   const bool done = dispatch(a.dtype(), [&](auto tag) {
     using T = decltype(tag);
     if (is_comparison(op)) {

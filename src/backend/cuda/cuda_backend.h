@@ -73,6 +73,8 @@ class CudaBackend final : public Backend {
 
   void unary(UnaryOp op, const Tensor& out, const Tensor& in, double alpha, double beta) override;
   void binary(BinaryOp op, const Tensor& out, const Tensor& a, const Tensor& b) override;
+  // add, sub and mul of f32 and f16/bf16.
+  bool has_mixed_binary(BinaryOp op, DType a, DType b) override;
   void where(const Tensor& out, const Tensor& cond, const Tensor& a, const Tensor& b) override;
 
   void reduce(ReduceOp op, const Tensor& out, const Tensor& in,
