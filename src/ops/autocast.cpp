@@ -89,11 +89,6 @@ std::optional<std::vector<Tensor>> autocast_inputs_slow(
   return cast;
 }
 
-bool autocast_lowered(const Tensor& t) {
-  return t.defined() && (t.dtype() == DType::BFloat16 || t.dtype() == DType::Float16) &&
-         state_of(t.device().type).enabled;
-}
-
 }  // namespace detail
 
 std::optional<DType> autocast_output_dtype(const Tensor& t) {

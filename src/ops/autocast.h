@@ -25,7 +25,6 @@ namespace detail {
 extern thread_local bool any_autocast_enabled;
 std::optional<std::vector<Tensor>> autocast_inputs_slow(
     CastPolicy policy, std::initializer_list<const Tensor*> inputs);
-bool autocast_lowered(const Tensor& t);
 }  // namespace detail
 
 // Under an autocast scope for the inputs' device type: the inputs cast as `policy` asks (undefined
@@ -37,16 +36,16 @@ inline std::optional<std::vector<Tensor>> autocast_inputs(
   return detail::autocast_inputs_slow(policy, inputs);
 }
 
+// The scope's f16/bf16 dtype when an autocast scope for t's device is on and t is a float tensor
+// below f64; nullopt otherwise. layer_norm computes in f32 and writes its output in it.
+std::optional<DType> autocast_output_dtype(const Tensor& t);
+
 // Whether an autocast scope for t's device is on and t is f16/bf16: an op of the Float32 policy
 // whose kernels already compute in f32 reads such a tensor as it is and only writes an f32 result,
 // which equals casting first and saves the copy (cross_entropy on a language model's logits).
 inline bool autocast_computes_in_float32(const Tensor& t) {
-  return detail::any_autocast_enabled && detail::autocast_lowered(t);
+  return autocast_output_dtype(t) && t.dtype() != DType::Float32;
 }
-
-// The scope's f16/bf16 dtype when an autocast scope for t's device is on and t is a float tensor
-// below f64; nullopt otherwise. layer_norm computes in f32 and writes its output in it.
-std::optional<DType> autocast_output_dtype(const Tensor& t);
 
 // Turns autocast off for every device type while alive: the backward pass runs under it.
 class AutocastSuspend {

@@ -134,12 +134,10 @@ Tensor layer_norm(const Tensor& x, const Shape& normalized_shape, const Tensor& 
   // Under autocast the statistics and the normalization run in f32 and the output is written in
   // the scope's dtype: the GEMMs that read it would cast it, and its gradient comes back in it,
   // so neither an f32 copy of the output nor of its gradient is made.
-  if (const std::optional<DType> lowered = ops::autocast_output_dtype(x)) {
-    auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x, &weight, &bias});
-    return cast ? layer_norm((*cast)[0], normalized_shape, (*cast)[1], (*cast)[2], eps, *lowered)
-                : layer_norm(x, normalized_shape, weight, bias, eps, *lowered);
-  }
-  return layer_norm(x, normalized_shape, weight, bias, eps, x.dtype());
+  const DType out_dtype = ops::autocast_output_dtype(x).value_or(x.dtype());
+  if (auto cast = ops::autocast_inputs(ops::CastPolicy::Float32, {&x, &weight, &bias}))
+    return layer_norm((*cast)[0], normalized_shape, (*cast)[1], (*cast)[2], eps, out_dtype);
+  return layer_norm(x, normalized_shape, weight, bias, eps, out_dtype);
 }
 
 Tensor embedding(const Tensor& weight, const Tensor& indices) {

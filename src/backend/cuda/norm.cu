@@ -315,17 +315,20 @@ const T* optional_ptr(const Tensor& t) {
   return t.defined() ? static_cast<const T*>(t.data_ptr()) : nullptr;
 }
 
-// fn(O{}) for the type of layer_norm's output (or of its gradient) beside x's type T: T, or
+// fn(T{}, O{}) for x's type T and the type O of layer_norm's output (or of its gradient): T, or
 // f16/bf16 for f32 x (autocast).
-template <typename T, typename Fn>
-void dispatch_io(DType io, DType x, const char* op, Fn&& fn) {
-  if constexpr (std::is_same_v<T, float>) {
-    if (io == DType::BFloat16) return fn(__nv_bfloat16{});
-    if (io == DType::Float16) return fn(__half{});
-  }
-  ST_CHECK(io == x, NotImplementedError, "[", op, "] not implemented for ", x, " input with ", io,
-           " output on the cuda backend");
-  fn(T{});
+template <typename Fn>
+void dispatch_norm(DType x, DType io, const char* op, Fn&& fn) {
+  dispatch_float(x, op, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float>) {
+      if (io == DType::BFloat16) return fn(T{}, __nv_bfloat16{});
+      if (io == DType::Float16) return fn(T{}, __half{});
+    }
+    ST_CHECK(io == x, NotImplementedError, "[", op, "] not implemented for ", x, " input with ", io,
+             " output on the cuda backend");
+    fn(T{}, T{});
+  });
 }
 
 }  // namespace
@@ -337,37 +340,35 @@ void CudaBackend::layer_norm(const Tensor& out, const Tensor& mean, const Tensor
   if (rows == 0 || cols == 0) return;
   const int device = x.device().index;
   const cudaStream_t stream = stream_of(x);
-  dispatch_float(x.dtype(), "layer_norm", [&](auto tag) {
-    dispatch_io<decltype(tag)>(out.dtype(), x.dtype(), "layer_norm", [&](auto out_tag) {
-      using T = decltype(tag);
-      using O = decltype(out_tag);
-      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-      using C = calc_t<T>;
-      const T* px = static_cast<const T*>(x.data_ptr());
-      const T* pw = optional_ptr<T>(weight);
-      const T* pb = optional_ptr<T>(bias);
-      O* py = static_cast<O*>(out.data_ptr());
-      S* pm = static_cast<S*>(mean.data_ptr());
-      S* pr = static_cast<S*>(rstd.data_ptr());
-      bool held = false;
-      if constexpr (!std::is_same_v<T, double>) {
-        const bool vec = held_vec_ok<T>(cols, px, py, pw, pb);
-        // 64 bytes of the row a thread: 16 f32 or 32 bf16/f16 values.
-        constexpr int kHeld = sizeof(T) == 2 ? 32 : 16;
-        held = dispatch_held<kHeld, 8>(cols, [&](auto e, auto group, int threads) {
-          constexpr int E = decltype(e)::value;
-          constexpr int kGroup = decltype(group)::value;
-          constexpr bool kWarp = kGroup == kWarpRows;
-          const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
-          layer_norm_held_kernel<T, S, E, kGroup, O><<<grid, block, 0, stream>>>(
-              rows, cols, static_cast<C>(eps), vec, px, pw, pb, py, pm, pr);
-        });
-      }
-      if (!held)
-        layer_norm_kernel<T, S, O><<<row_grid(rows), threads_for(cols), 0, stream>>>(
-            rows, cols, static_cast<C>(eps), px, pw, pb, py, pm, pr);
-      check_launch("layer_norm");
-    });
+  dispatch_norm(x.dtype(), out.dtype(), "layer_norm", [&](auto tag, auto out_tag) {
+    using T = decltype(tag);
+    using O = decltype(out_tag);
+    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    using C = calc_t<T>;
+    const T* px = static_cast<const T*>(x.data_ptr());
+    const T* pw = optional_ptr<T>(weight);
+    const T* pb = optional_ptr<T>(bias);
+    O* py = static_cast<O*>(out.data_ptr());
+    S* pm = static_cast<S*>(mean.data_ptr());
+    S* pr = static_cast<S*>(rstd.data_ptr());
+    bool held = false;
+    if constexpr (!std::is_same_v<T, double>) {
+      const bool vec = held_vec_ok<T>(cols, px, py, pw, pb);
+      // 64 bytes of the row a thread: 16 f32 or 32 bf16/f16 values.
+      constexpr int kHeld = sizeof(T) == 2 ? 32 : 16;
+      held = dispatch_held<kHeld, 8>(cols, [&](auto e, auto group, int threads) {
+        constexpr int E = decltype(e)::value;
+        constexpr int kGroup = decltype(group)::value;
+        constexpr bool kWarp = kGroup == kWarpRows;
+        const auto [grid, block] = held_launch<kWarp>(rows, threads, device);
+        layer_norm_held_kernel<T, S, E, kGroup, O><<<grid, block, 0, stream>>>(
+            rows, cols, static_cast<C>(eps), vec, px, pw, pb, py, pm, pr);
+      });
+    }
+    if (!held)
+      layer_norm_kernel<T, S, O><<<row_grid(rows), threads_for(cols), 0, stream>>>(
+          rows, cols, static_cast<C>(eps), px, pw, pb, py, pm, pr);
+    check_launch("layer_norm");
   });
 }
 
@@ -380,86 +381,83 @@ void CudaBackend::layer_norm_backward(const Tensor& grad_x, const Tensor& grad_w
   const int device = x.device().index;
   const cudaStream_t stream = stream_of(x);
   const bool params = grad_weight.defined() || grad_bias.defined();
-  dispatch_float(x.dtype(), "layer_norm_backward", [&](auto tag) {
-    dispatch_io<decltype(tag)>(grad_out.dtype(), x.dtype(), "layer_norm_backward", [&](auto g_tag) {
-      using T = decltype(tag);
-      using G = decltype(g_tag);
-      using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
-      using C = calc_t<T>;
-      const DType stats = std::is_same_v<S, double> ? DType::Float64 : DType::Float32;
-      const G* go = static_cast<const G*>(grad_out.data_ptr());
-      const T* px = static_cast<const T*>(x.data_ptr());
-      const S* pm = static_cast<const S*>(mean.data_ptr());
-      const S* pr = static_cast<const S*>(rstd.data_ptr());
-      const T* pw = optional_ptr<T>(weight);
-      T* gx = grad_x.defined() ? static_cast<T*>(grad_x.data_ptr()) : nullptr;
-      bool held = false;
-      if constexpr (!std::is_same_v<T, double>) {
-        const bool vec = held_vec_ok<T>(cols, go, px, pw, gx);
-        held =
-            rows > 0 && dispatch_held<16, 8>(cols, [&](auto e, auto group, int threads) {
-              constexpr int E = decltype(e)::value;
-              constexpr int kGroup = decltype(group)::value;
-              constexpr bool kWarp = kGroup == kWarpRows;
-              const auto kernel = layer_norm_backward_held_kernel<T, S, E, kGroup, G>;
-              const int block = kWarp ? 32 * kHeldWarpsPerBlock : threads;
-              const size_t shared = params ? held_backward_shared<C, E, kGroup>(threads) : 0;
-              if (shared > 48 * 1024)
-                check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                           static_cast<int>(shared)),
-                      "cudaFuncSetAttribute");
-              int per_sm = 0;
-              check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, shared),
-                    "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
-              // Each warp or block writes a row of partial sums: 16 rows or more per partial
-              // keep them a small part of the traffic.
-              const unsigned grid =
-                  held_launch<kWarp>(rows, threads, device, params ? 16 : 1, per_sm).first;
-              const int64_t groups = kWarp ? int64_t{grid} * kHeldWarpsPerBlock : grid;
-              Tensor partial;
-              S* part_w = nullptr;
-              if (params) {
-                partial = scratch({2, groups, cols}, stats, x.device());
-                part_w = static_cast<S*>(partial.data_ptr());
-              }
-              S* part_b = params ? part_w + groups * cols : nullptr;
-              kernel<<<grid, block, shared, stream>>>(rows, cols, vec, go, px, pm, pr, pw, gx,
-                                                      part_w, part_b);
-              check_launch("layer_norm_backward");
-              if (params) {
-                sum_chunks<T, S>(grad_weight, cols, groups, part_w, stream);
-                sum_chunks<T, S>(grad_bias, cols, groups, part_b, stream);
-              }
-            });
-      }
-      if (held) {
-        check_launch("layer_norm_backward");
-        return;
-      }
-      if (gx && rows > 0) {
-        layer_norm_backward_kernel<T, S, G>
-            <<<row_grid(rows), threads_for(cols), 0, stream>>>(rows, cols, go, px, pm, pr, pw, gx);
-        check_launch("layer_norm_backward");
-      }
-      if (!params) return;
-      const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
-      // Enough row chunks to give every multiprocessor a few blocks.
-      const int64_t chunks =
-          std::clamp<int64_t>((4 * multiprocessors(device) + col_tiles - 1) / col_tiles, 1,
-                              std::max<int64_t>(rows / 32, 1));
-      const int64_t chunk_rows = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
-      const Tensor partial = scratch({2, chunks, cols}, stats, x.device());
-      S* part_w = static_cast<S*>(partial.data_ptr());
-      S* part_b = part_w + chunks * cols;
-      layer_norm_params_kernel<T, S, G>
-          <<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)),
-             dim3(kTileCols, kTileRows), 0, stream>>>(rows, cols, chunk_rows, go, px, pm, pr,
-                                                      part_w, part_b);
+  dispatch_norm(x.dtype(), grad_out.dtype(), "layer_norm_backward", [&](auto tag, auto g_tag) {
+    using T = decltype(tag);
+    using G = decltype(g_tag);
+    using S = std::conditional_t<std::is_same_v<T, double>, double, float>;
+    using C = calc_t<T>;
+    const DType stats = std::is_same_v<S, double> ? DType::Float64 : DType::Float32;
+    const G* go = static_cast<const G*>(grad_out.data_ptr());
+    const T* px = static_cast<const T*>(x.data_ptr());
+    const S* pm = static_cast<const S*>(mean.data_ptr());
+    const S* pr = static_cast<const S*>(rstd.data_ptr());
+    const T* pw = optional_ptr<T>(weight);
+    T* gx = grad_x.defined() ? static_cast<T*>(grad_x.data_ptr()) : nullptr;
+    bool held = false;
+    if constexpr (!std::is_same_v<T, double>) {
+      const bool vec = held_vec_ok<T>(cols, go, px, pw, gx);
+      held = rows > 0 && dispatch_held<16, 8>(cols, [&](auto e, auto group, int threads) {
+               constexpr int E = decltype(e)::value;
+               constexpr int kGroup = decltype(group)::value;
+               constexpr bool kWarp = kGroup == kWarpRows;
+               const auto kernel = layer_norm_backward_held_kernel<T, S, E, kGroup, G>;
+               const int block = kWarp ? 32 * kHeldWarpsPerBlock : threads;
+               const size_t shared = params ? held_backward_shared<C, E, kGroup>(threads) : 0;
+               if (shared > 48 * 1024)
+                 check(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                            static_cast<int>(shared)),
+                       "cudaFuncSetAttribute");
+               int per_sm = 0;
+               check(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, kernel, block, shared),
+                     "cudaOccupancyMaxActiveBlocksPerMultiprocessor");
+               // Each warp or block writes a row of partial sums: 16 rows or more per partial
+               // keep them a small part of the traffic.
+               const unsigned grid =
+                   held_launch<kWarp>(rows, threads, device, params ? 16 : 1, per_sm).first;
+               const int64_t groups = kWarp ? int64_t{grid} * kHeldWarpsPerBlock : grid;
+               Tensor partial;
+               S* part_w = nullptr;
+               if (params) {
+                 partial = scratch({2, groups, cols}, stats, x.device());
+                 part_w = static_cast<S*>(partial.data_ptr());
+               }
+               S* part_b = params ? part_w + groups * cols : nullptr;
+               kernel<<<grid, block, shared, stream>>>(rows, cols, vec, go, px, pm, pr, pw, gx,
+                                                       part_w, part_b);
+               check_launch("layer_norm_backward");
+               if (params) {
+                 sum_chunks<T, S>(grad_weight, cols, groups, part_w, stream);
+                 sum_chunks<T, S>(grad_bias, cols, groups, part_b, stream);
+               }
+             });
+    }
+    if (held) {
       check_launch("layer_norm_backward");
-      sum_chunks<T, S>(grad_weight, cols, chunks, part_w, stream);
-      sum_chunks<T, S>(grad_bias, cols, chunks, part_b, stream);
+      return;
+    }
+    if (gx && rows > 0) {
+      layer_norm_backward_kernel<T, S, G>
+          <<<row_grid(rows), threads_for(cols), 0, stream>>>(rows, cols, go, px, pm, pr, pw, gx);
       check_launch("layer_norm_backward");
-    });
+    }
+    if (!params) return;
+    const int64_t col_tiles = (cols + kTileCols - 1) / kTileCols;
+    // Enough row chunks to give every multiprocessor a few blocks.
+    const int64_t chunks =
+        std::clamp<int64_t>((4 * multiprocessors(device) + col_tiles - 1) / col_tiles, 1,
+                            std::max<int64_t>(rows / 32, 1));
+    const int64_t chunk_rows = rows == 0 ? 1 : (rows + chunks - 1) / chunks;
+    const Tensor partial = scratch({2, chunks, cols}, stats, x.device());
+    S* part_w = static_cast<S*>(partial.data_ptr());
+    S* part_b = part_w + chunks * cols;
+    layer_norm_params_kernel<T, S, G>
+        <<<dim3(static_cast<unsigned>(col_tiles), static_cast<unsigned>(chunks)),
+           dim3(kTileCols, kTileRows), 0, stream>>>(rows, cols, chunk_rows, go, px, pm, pr, part_w,
+                                                    part_b);
+    check_launch("layer_norm_backward");
+    sum_chunks<T, S>(grad_weight, cols, chunks, part_w, stream);
+    sum_chunks<T, S>(grad_bias, cols, chunks, part_b, stream);
+    check_launch("layer_norm_backward");
   });
 }
 
