@@ -13,6 +13,10 @@ or time theirs / ours, against the better of PyTorch eager and torch.compile whe
 (bytes = inputs read once + outputs written once), for training steps the time of their GEMM
 FLOPs at the GEMM rate measured here. PyTorch runs with TF32 off except in the tf32 rows, as
 SpiralTorch does by default. Without PyTorch the SpiralTorch column is still measured.
+
+The training steps run SpiralTorch twice: eager, and each step replayed from one CUDA graph
+(st.cuda.capture_step); the SpiralTorch column is the graphed figure and the note has the eager
+one (--no-graphs: eager only). PyTorch runs eager and under torch.compile's default mode.
 """
 
 import argparse
@@ -45,6 +49,7 @@ class Lib:
         self.device = device
         self.is_st = mod is st
         self.name = "SpiralTorch" if self.is_st else "PyTorch"
+        self.key = "st" if self.is_st else "torch"
         self.cuda = device.startswith("cuda")
 
     def dtype(self, name):
@@ -327,14 +332,34 @@ def train_ms(lib, step, samples, warmup=3, inner=5):
     return gpu_ms(lib, step, samples=samples, warmup=warmup, inner=inner)
 
 
+def variants(lib, args):
+    """(compiled, graphed) runs of a training step: PyTorch eager and compiled, SpiralTorch eager
+    and from a CUDA graph."""
+    if lib.is_st:
+        return [(False, False)] + ([(False, True)] if args.graphs and lib.cuda else [])
+    return [(False, False)] + ([(True, False)] if args.compile else [])
+
+
+def add_training_row(table, args, libs, name, unit, figures, **row):
+    """figures: {(library, compiled, graphed): value}; SpiralTorch's column is its graphed figure
+    where there is one, and the note gives the eager one."""
+    eager_st = figures.get(("st", False, False))
+    ours = figures.get(("st", False, True), eager_st)
+    notes = [compile_note(libs, args), row.pop("note", "")]
+    if ("st", False, True) in figures:
+        notes.insert(0, f"SpiralTorch eager (no graph): {Table.fmt(eager_st)} {unit}")
+    table.add(name, unit, ours, figures.get(("torch", False, False)),
+              figures.get(("torch", True, False)), note="; ".join(filter(None, notes)), **row)
+
+
 def bench_mlp(libs, table, args, rates):
     batch, sizes = 128, [784, 512, 512, 10]
     flop = 6 * batch * sum(a * b for a, b in zip(sizes, sizes[1:]))
     floor = flop / (rates.get("f32", 0) * 1e12) * 1e3 if rates.get("f32") else None
-    figures = []
+    figures = {}
     for lib in libs:
         nn, F = lib.mod.nn, lib.mod.nn.functional
-        for compiled in ([False, True] if not lib.is_st and args.compile else [False]):
+        for compiled, graphed in variants(lib, args):
             layers = [nn.Linear(a, b) for a, b in zip(sizes, sizes[1:])]
             model = nn.Sequential(layers[0], nn.ReLU(), layers[1], nn.ReLU(), layers[2])
             model = model.to(lib.device)
@@ -343,16 +368,18 @@ def bench_mlp(libs, table, args, rates):
             forward = torch.compile(model) if compiled else model
             x, y = lib.randn(batch, sizes[0]), lib.randint(10, (batch,))
 
-            def step():
+            def train(x, y):
                 loss = F.cross_entropy(forward(x), y)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                return loss
 
-            figures.append(train_ms(lib, step, samples=20, warmup=10 if compiled else 3))
-    table.add("MLP 784-512-512-10 b128 Adam step", "ms", figures[0],
-              figures[1] if len(figures) > 1 else None, figures[2] if len(figures) > 2 else None,
-              higher=False, floor=floor, target=("at most", 0.7), note=compile_note(libs, args))
+            run = st.cuda.capture_step(train) if graphed else train
+            figures[lib.key, compiled, graphed] = train_ms(
+                lib, lambda: run(x, y), samples=20, warmup=10 if compiled else 3)
+    add_training_row(table, args, libs, "MLP 784-512-512-10 b128 Adam step", "ms", figures,
+                     higher=False, floor=floor, target=("at most", 0.7))
 
 
 def make_gpt(lib, vocab, d, heads, layers, context):
@@ -407,12 +434,13 @@ def gpt_flop(vocab, d, layers, context, tokens):
 
 
 def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=False, wrap=None,
-             data=None):
+             data=None, graphed=False):
     """One training step of the GPT (AdamW, fused on the PyTorch side) on rotating random data, as
-    a function, and a list that holds the last step's loss tensor. For bench/ddp_vs_torch.py:
-    `wrap(model)` gives the module that runs forward (DistributedDataParallel), and `data`, one
-    list of (input, target) micro-batches per step, replaces the random data; the gradients of a
-    step's micro-batches add up before the update (the loss is their mean)."""
+    a function, and a list that holds the last step's loss tensor. `graphed` replays SpiralTorch's
+    step from a CUDA graph (one micro-batch a step). For bench/ddp_vs_torch.py: `wrap(model)` gives
+    the module that runs forward (DistributedDataParallel), and `data`, one list of (input,
+    target) micro-batches per step, replaces the random data; the gradients of a step's
+    micro-batches add up before the update (the loss is their mean)."""
     lib.mod.manual_seed(0)
     model = make_gpt(lib, vocab, d, heads, layers, context)
     kwargs = {} if lib.is_st else {"fused": True}
@@ -437,12 +465,20 @@ def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=Fa
 
     micro_loss = torch.compile(micro_loss) if compiled else micro_loss
 
+    def train(idx, target_ids):
+        loss = micro_loss(idx, target_ids)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        return loss
+
+    if graphed:
+        train = st.cuda.capture_step(train)
+
     def step():
         micro = nxt()
         if len(micro) == 1:
-            loss = micro_loss(*micro[0])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
+            loss = train(*micro[0])
         else:
             opt.zero_grad(set_to_none=True)
             loss = None
@@ -450,7 +486,7 @@ def gpt_step(lib, vocab, d, heads, layers, context, batch, autocast, compiled=Fa
                 part = micro_loss(idx, target_ids) / len(micro)
                 part.backward()
                 loss = part.detach() if loss is None else loss + part.detach()
-        opt.step()
+            opt.step()
         last[:] = [loss]
 
     return step, last
@@ -461,19 +497,18 @@ def bench_gpt(libs, table, args, rates, name, autocast, target, **shape):
     rate = rates.get("bf16" if autocast else "f32")
     flop = gpt_flop(shape["vocab"], shape["d"], shape["layers"], shape["context"], tokens)
     floor = tokens / (flop / (rate * 1e12)) if rate else None
-    figures, losses = [], []
+    figures, losses = {}, []
     for lib in libs:
-        for compiled in ([False, True] if not lib.is_st and args.compile else [False]):
-            step, last = gpt_step(lib, **shape, autocast=autocast, compiled=compiled)
+        for compiled, graphed in variants(lib, args):
+            step, last = gpt_step(lib, **shape, autocast=autocast, compiled=compiled,
+                                  graphed=graphed)
             ms = train_ms(lib, step, samples=3 if args.quick else 8, warmup=5 if compiled else 3,
                           inner=2)
-            figures.append(tokens / (ms * 1e-3))
+            figures[lib.key, compiled, graphed] = tokens / (ms * 1e-3)
             losses.append(f"{last[0].item():.3f}")
             del step, last
-    table.add(name, "tokens/s", figures[0], figures[1] if len(figures) > 1 else None,
-              figures[2] if len(figures) > 2 else None, floor=floor, target=target,
-              note="; ".join(filter(None, [compile_note(libs, args),
-                                           "loss after the timed steps: " + " / ".join(losses)])))
+    add_training_row(table, args, libs, name, "tokens/s", figures, floor=floor, target=target,
+                     note="loss after the timed steps: " + " / ".join(losses))
 
 
 def main():
@@ -483,6 +518,9 @@ def main():
                         help="skip torch.compile (it compiles each model for a minute or so)")
     parser.add_argument("--device", default="cuda",
                         help="cuda (default), or cpu to check the script")
+    parser.add_argument("--no-graphs", dest="graphs", action="store_false",
+                        help="run SpiralTorch's training steps eagerly only, not also from a CUDA "
+                        "graph")
     parser.add_argument("--results", help="a Markdown file to append the dated table to")
     parser.add_argument("--only", choices=["kernels", "training"],
                         help="only the kernel rows (GEMMs to per-op costs) or only the training "

@@ -187,6 +187,61 @@ TEST(CachingAllocator, OutOfMemoryReleasesTheCacheAndRetries) {
   pool.deallocate(b);
 }
 
+TEST(CachingAllocator, PrivatePoolKeepsItsBlocks) {
+  FakeDevice device;
+  CachingAllocator pool("fake", device.callbacks(), options(/*max_cached=*/0));
+  void* shared = pool.allocate(1000);
+  pool.deallocate(pool.allocate(4000));  // over the 0-byte cap: back to the device at once
+  EXPECT_EQ(device.blocks.size(), 1u);
+
+  const int graph = pool.open_pool();
+  EXPECT_THROW(pool.open_pool(), st::Error) << "one pool open at a time";
+  pool.deallocate(shared);  // a block of the shared cache freed while the pool is open
+  EXPECT_EQ(device.blocks.size(), 1u) << "nothing goes back to the device while a pool is open";
+  void* reused = pool.allocate(700);
+  EXPECT_EQ(reused, shared) << "the open pool may take a free block of the shared cache";
+  void* fresh = pool.allocate(1000);
+  EXPECT_NE(fresh, shared);
+  pool.deallocate(fresh);
+  EXPECT_EQ(pool.allocate(900), fresh) << "the pool's own free blocks come first";
+  pool.deallocate(fresh);
+  pool.close_pool();
+
+  // Outside the capture the pool's free blocks serve no one else, and survive empty_cache.
+  void* outside = pool.allocate(1000);
+  EXPECT_NE(outside, fresh);
+  pool.deallocate(outside);  // shared, over the cap: released
+  pool.empty_cache();
+  EXPECT_EQ(device.blocks.count(fresh), 1u);
+  EXPECT_EQ(device.blocks.count(outside), 0u);
+  const st::MemoryStats s = pool.stats();
+  EXPECT_EQ(s.cached_bytes, 1024u) << "the pool's free block counts as cached";
+  EXPECT_EQ(s.allocated_bytes, 1024u) << "`reused` is still live";
+
+  // Released: the free block joins the shared cache (and the cap), the live one when freed.
+  pool.release_pool(graph);
+  EXPECT_EQ(device.blocks.count(fresh), 0u);
+  pool.deallocate(reused);
+  EXPECT_EQ(device.blocks.count(reused), 0u);
+  EXPECT_EQ(pool.stats().reserved_bytes, 0u);
+}
+
+TEST(CachingAllocator, OpenPoolDoesNotRetryByReleasing) {
+  FakeDevice device;
+  device.capacity = 2 * MiB;
+  CachingAllocator pool("fake", device.callbacks(), options());
+  pool.deallocate(pool.allocate(2 * MiB));  // cached, filling the device
+  pool.open_pool();
+  try {
+    pool.allocate(4 * MiB);
+    FAIL() << "expected OutOfMemoryError";
+  } catch (const st::OutOfMemoryError& e) {
+    EXPECT_NE(std::string(e.what()).find("a graph capture is open"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(device.blocks.size(), 1u) << "the cache is kept while a pool is open";
+  pool.close_pool();
+}
+
 TEST(CachingAllocator, FreeOfUnknownBlockIsAnError) {
   FakeDevice device;
   CachingAllocator pool("fake", device.callbacks(), options());

@@ -1,10 +1,11 @@
 // CUDA-specific checks beyond the conformance suites (which run every op on cuda:0 already): the
 // three GEMM paths against float64 references, TF32 opt-in, large reductions that take the
-// two-pass path, the caching allocator's statistics, trace and caps, events. Every test skips
-// cleanly on a machine without a CUDA device.
+// two-pass path, the caching allocator's statistics, trace and caps, events, graph capture. Every
+// test skips cleanly on a machine without a CUDA device.
 
 #include <gtest/gtest.h>
 #include <spiraltorch/cuda.h>
+#include <spiraltorch/optim.h>
 #include <spiraltorch/spiraltorch.h>
 
 #include <cmath>
@@ -344,6 +345,162 @@ TEST(CudaEvent, WaitOrdersWorkOnAStream) {
   EXPECT_EQ(x.sum().item<double>(), 16.0 * (1 << 20));
   done.synchronize();
   EXPECT_TRUE(done.query());
+}
+
+TEST(CudaGraph, ReplaysTheCapturedWorkOnNewInput) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  const std::vector<double> first = grid_values(1000, 1), second = grid_values(1000, 2);
+  Tensor x = on_cuda(first, {10, 100}, DType::Float32);
+  st::cuda::Graph graph;
+  graph.capture_begin();
+  EXPECT_TRUE(st::cuda::is_capturing(0));
+  const Tensor y = st::relu(x * 2.0 - 1.0).sum({1});
+  graph.capture_end();
+  EXPECT_FALSE(st::cuda::is_capturing(0));
+  ASSERT_TRUE(graph.captured());
+  for (const auto* input : {&first, &second}) {
+    x.copy_(on_cuda(*input, {10, 100}, DType::Float32));
+    graph.replay();
+    const std::vector<double> got = host_values(y);
+    for (int r = 0; r < 10; ++r) {
+      double want = 0;
+      for (int c = 0; c < 100; ++c) want += std::max(0.0, 2 * (*input)[r * 100 + c] - 1);
+      EXPECT_EQ(got[r], want) << "row " << r;
+    }
+  }
+  graph.reset();
+  EXPECT_FALSE(graph.captured());
+  EXPECT_THROW(graph.replay(), st::ValueError);
+}
+
+// A small classifier (linear, GELU, dropout, linear, cross entropy) trained with AdamW under a
+// warmup-cosine schedule, each step eager, or from step `warmup` on replayed from one graph.
+struct TrainingRun {
+  std::vector<double> losses;
+  std::vector<std::vector<double>> params;
+  int64_t steps_counted = 0;
+};
+
+TrainingRun train_mlp(bool graphed, int steps, int warmup) {
+  const st::Device cuda("cuda:0");
+  st::manual_seed(21);
+  const Tensor w_true = st::randn({16, 4});
+  std::vector<Tensor> xs, ys;
+  for (int i = 0; i < steps; ++i) {
+    xs.push_back(st::randn({32, 16}));
+    ys.push_back(st::argmax(st::matmul(xs.back(), w_true), 1).to(cuda));
+    xs.back() = xs.back().to(cuda);
+  }
+  std::vector<Tensor> params = {st::randn({16, 64}) * 0.2, st::zeros({64}),
+                                st::randn({64, 4}) * 0.2, st::zeros({4})};
+  for (Tensor& p : params) p = p.to(cuda).detach().set_requires_grad(true);
+  st::optim::AdamW opt(params, {.lr = 1e-2, .weight_decay = 0.1});
+  st::optim::WarmupCosineLR schedule(opt, 3, steps);
+  const auto step = [&](const Tensor& x, const Tensor& y) {
+    opt.zero_grad();
+    const Tensor hidden = st::dropout(st::gelu(st::matmul(x, params[0]) + params[1]), 0.25);
+    const Tensor loss = st::cross_entropy(st::matmul(hidden, params[2]) + params[3], y);
+    loss.backward();
+    opt.step();
+    return loss.detach();
+  };
+
+  TrainingRun run;
+  Tensor static_x = st::empty({32, 16}, {.device = cuda});
+  Tensor static_y = st::empty({32}, {.dtype = DType::Int64, .device = cuda});
+  Tensor static_loss;
+  st::cuda::Graph graph;
+  for (int i = 0; i < steps; ++i) {
+    if (!graphed || i < warmup) {
+      run.losses.push_back(step(xs[i], ys[i]).item<double>());
+    } else {
+      static_x.copy_(xs[i]);
+      static_y.copy_(ys[i]);
+      if (!graph.captured()) {
+        graph.capture_begin();
+        static_loss = step(static_x, static_y);
+        graph.capture_end();
+      }
+      graph.replay();
+      run.losses.push_back(static_loss.item<double>());
+    }
+    schedule.step();  // host work: outside the captured step
+  }
+  for (const Tensor& p : params) run.params.push_back(host_values(p));
+  run.steps_counted = opt.state_dict().at("0.step").item<int64_t>();
+  return run;
+}
+
+TEST(CudaGraph, TrainingStepReplaysAsEagerSteps) {
+  SKIP_WITHOUT_CUDA();
+  constexpr int kSteps = 10, kWarmup = 2;
+  const TrainingRun eager = train_mlp(false, kSteps, kWarmup);
+  const TrainingRun graphed = train_mlp(true, kSteps, kWarmup);
+  EXPECT_LT(eager.losses.back(), eager.losses.front()) << "the model should learn";
+  ASSERT_EQ(graphed.losses.size(), eager.losses.size());
+  for (size_t i = 0; i < eager.losses.size(); ++i)
+    EXPECT_NEAR(graphed.losses[i], eager.losses[i], 1e-5 * std::abs(eager.losses[i]))
+        << "step " << i;
+  for (size_t p = 0; p < eager.params.size(); ++p)
+    EXPECT_LT(rel_error(graphed.params[p], eager.params[p]), 1e-5) << "parameter " << p;
+  EXPECT_EQ(eager.steps_counted, kSteps);
+  EXPECT_EQ(graphed.steps_counted, kSteps) << "each replay counts a step, the capture none";
+}
+
+TEST(CudaGraph, RandomOpsDrawWhatEagerCodeWouldDraw) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  st::manual_seed(7);
+  const std::vector<double> eager_first = host_values(st::rand({1000}, {.device = cuda}));
+  const std::vector<double> eager_second = host_values(st::rand({1000}, {.device = cuda}));
+  st::manual_seed(7);
+  st::cuda::Graph graph;
+  graph.capture_begin();
+  const Tensor drawn = st::rand({1000}, {.device = cuda});
+  graph.capture_end();
+  graph.replay();
+  EXPECT_EQ(host_values(drawn), eager_first);
+  graph.replay();
+  EXPECT_EQ(host_values(drawn), eager_second);
+}
+
+TEST(CudaGraph, HostWaitsInsideACaptureAreErrors) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  const Tensor x = st::ones({4}, {.device = cuda});
+  st::cuda::Graph graph;
+  graph.capture_begin();
+  try {
+    (x * 2.0).sum().item<double>();
+    ADD_FAILURE() << "expected DeviceError";
+  } catch (const st::DeviceError& e) {
+    EXPECT_NE(std::string(e.what()).find("is capturing a graph"), std::string::npos) << e.what();
+  }
+  EXPECT_THROW(st::cuda::synchronize(), st::DeviceError);
+  st::cuda::Graph other;
+  EXPECT_THROW(other.capture_begin(), st::ValueError) << "one capture per device";
+  graph.capture_abort();
+  EXPECT_FALSE(graph.captured());
+  EXPECT_EQ((x * 3.0).sum().item<double>(), 12.0) << "the device works after an aborted capture";
+}
+
+TEST(CudaGraph, OptimizerStateMustExistBeforeCapture) {
+  SKIP_WITHOUT_CUDA();
+  const st::Device cuda("cuda:0");
+  Tensor w = st::ones({8}, {.device = cuda}).set_requires_grad(true);
+  st::optim::Adam opt({w});
+  st::cuda::Graph graph;
+  graph.capture_begin();
+  (w * w).sum().backward();
+  try {
+    opt.step();
+    ADD_FAILURE() << "expected ValueError";
+  } catch (const st::ValueError& e) {
+    EXPECT_NE(std::string(e.what()).find("run one step before capturing"), std::string::npos)
+        << e.what();
+  }
+  graph.capture_abort();
 }
 
 }  // namespace

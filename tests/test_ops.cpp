@@ -845,17 +845,26 @@ TEST_P(NNOps, ScaledDotProductAttention) {
 // ---------------------------------------------------------------------------------------------
 // fused optimizer updates
 
+// With `scheduled`, lr and step come from a schedule tensor (as under a CUDA graph), the host
+// fields holding other values.
 TEST_P(NNOps, FusedAdamAndAdamWUpdates) {
-  for (bool decoupled : {false, true}) {
-    SCOPED_TRACE(decoupled ? "AdamW" : "Adam");
+  for (auto [decoupled, scheduled] : {std::pair{false, false}, {true, false}, {true, true}}) {
+    SCOPED_TRACE(::testing::Message()
+                 << (decoupled ? "AdamW" : "Adam") << (scheduled ? ", scheduled" : ""));
     NDArray p = uniform_random({3, 5}, rng), g = uniform_random({3, 5}, rng);
     NDArray m = uniform_random({3, 5}, rng, -0.1, 0.1), v = uniform_random({3, 5}, rng, 0, 0.1);
     NDArray p2 = uniform_random({7}, rng), g2 = uniform_random({7}, rng);
-    const st::AdamUpdate u{0.01, 0.8, 0.95, 1e-3, 0.1, decoupled, 3};
+    const st::AdamUpdate u{0.01, 0.8, 0.95, 1e-3, 0.1, decoupled, 3, {}};
     std::vector<Tensor> params{input(p), input(p2)}, grads{input(g), input(g2)};
     std::vector<Tensor> ms{input(m), input(NDArray({7}, 0.0))};
     std::vector<Tensor> vs{input(v), input(NDArray({7}, 0.0))};
-    st::adam_update_(params, grads, ms, vs, u);
+    st::AdamUpdate given = u;
+    if (scheduled) {
+      given.lr = 0.5;
+      given.step = 1;
+      given.schedule = st::tensor({u.lr, 3.0}).to(params[0].device());
+    }
+    st::adam_update_(params, grads, ms, vs, given);
     // Reference, element by element in float64.
     const auto step = [&](NDArray& x, const NDArray& grad, NDArray& m1, NDArray& v1) {
       for (int64_t i = 0; i < x.numel(); ++i) {
@@ -895,7 +904,7 @@ TEST_P(NNOps, FusedSgdUpdates) {
     std::vector<Tensor> params{input(p)}, grads{input(g)}, bufs;
     if (c.momentum != 0) bufs.push_back(input(buf));
     st::sgd_update_(params, grads, bufs,
-                    {0.1, c.momentum, c.dampening, c.weight_decay, c.nesterov, c.first});
+                    {0.1, c.momentum, c.dampening, c.weight_decay, c.nesterov, c.first, {}});
     for (int64_t i = 0; i < p.numel(); ++i) {
       double d = g[i] + c.weight_decay * p[i];
       if (c.momentum != 0) {

@@ -156,6 +156,9 @@ struct SgdUpdate {
   double weight_decay = 0;
   bool nesterov = false;
   bool first_step = false;  // momentum buffers start as the gradient
+  // Optional: a float64 tensor {lr, step} on the parameters' device, read when the update runs in
+  // place of lr (and Adam's step). A CUDA graph's replays thus take the values of their time.
+  Tensor schedule;
 };
 // Adam (AdamW when decoupled_weight_decay), step t counted from 1:
 //   decoupled: p *= 1 - lr * weight_decay, else g += weight_decay * p;
@@ -169,6 +172,7 @@ struct AdamUpdate {
   double weight_decay = 0;
   bool decoupled_weight_decay = false;
   int64_t step = 1;
+  Tensor schedule;  // as SgdUpdate's
 };
 void sgd_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                  const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update);

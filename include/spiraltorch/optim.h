@@ -1,7 +1,8 @@
 #pragma once
 // Optimizers, gradient clipping and learning-rate schedules, as torch.optim. Each optimizer's step
 // is one fused multi-tensor kernel per device (ops.h: sgd_update_, adam_update_); parameters
-// without a gradient are skipped, as PyTorch skips them.
+// without a gradient are skipped, as PyTorch skips them. A step can be captured in a CUDA graph
+// (cuda.h) once the optimizer's state exists: each replay then counts a step and reads lr afresh.
 
 #include <map>
 #include <memory>
@@ -45,6 +46,10 @@ class Optimizer {
     int64_t step = 0;
   };
   std::vector<Group> groups_for_step();
+  // While a CUDA graph captures the step: the group's {lr, step} as a device tensor for the update
+  // to read (SgdUpdate::schedule), refreshed from the host before every replay, which counts the
+  // step instead of the capture. Undefined otherwise.
+  Tensor captured_schedule(const Group& group);
 
   std::vector<Tensor> params_;
   double lr_;
@@ -53,6 +58,8 @@ class Optimizer {
  private:
   std::vector<std::vector<Tensor>> state_;  // [parameter][state_names index]
   std::vector<int64_t> steps_;
+  // Held by the graphs' replay hooks, weakly: a replay after the optimizer is gone is an error.
+  std::shared_ptr<int> lifetime_ = std::make_shared<int>();
 };
 
 struct SGDOptions {

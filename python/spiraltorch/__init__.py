@@ -102,8 +102,7 @@ half = float16
 int = int32  # noqa: A001
 long = int64
 
-from . import distributed, nn, optim  # noqa: E402,F401
-from ._C import cuda  # noqa: E402,F401
+from . import cuda, distributed, nn, optim  # noqa: E402,F401
 from .serialization import load, save  # noqa: E402,F401
 
 

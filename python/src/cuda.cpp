@@ -1,5 +1,5 @@
-// st.cuda: device count, synchronization, allocator statistics, events and GEMM settings
-// (cuda.h).
+// st.cuda's native half: device count, synchronization, allocator statistics, events, graphs and
+// GEMM settings (cuda.h); python/spiraltorch/cuda.py adds the graph helpers.
 // Callable in every build; without a CUDA backend is_available() is False.
 
 #include <spiraltorch/cuda.h>
@@ -67,6 +67,30 @@ void init_cuda(nb::module_& m) {
       .def("wait", &st::cuda::Event::wait, "device"_a = 0,
            "Makes the device's current stream wait for the marked work; the host does not wait.")
       .def_prop_ro("device", &st::cuda::Event::device);
+  using st::cuda::Graph;
+  nb::class_<Graph>(cuda, "CUDAGraph",
+                    "The work queued on one device between capture_begin and capture_end, replayed "
+                    "with one launch (as torch.cuda.CUDAGraph; see st.cuda.graph and "
+                    "st.cuda.capture_step).")
+      .def(nb::init<>())
+      .def("capture_begin", &Graph::capture_begin, "device"_a = 0,
+           "Starts recording the work queued on the device.")
+      .def("capture_end", &Graph::capture_end, "Stops recording; the graph can then be replayed.")
+      .def("capture_abort", &Graph::capture_abort,
+           "Stops recording and discards it (after an error in the captured code).")
+      .def(
+          "replay",
+          [](Graph& g) {
+            nb::gil_scoped_release release;
+            g.replay();
+          },
+          "Queues the recorded work once more; the host does not wait.")
+      .def("reset", &Graph::reset, "Frees the graph and its memory; it can then capture again.")
+      .def_prop_ro("captured", &Graph::captured)
+      .def_prop_ro("capturing", &Graph::capturing)
+      .def_prop_ro("device", &Graph::device);
+  cuda.def("is_capturing", &st::cuda::is_capturing, "device"_a = 0,
+           "Whether a graph is being captured on the device.");
   cuda.def(
       "set_gemm_backend",
       [](const std::string& name) {

@@ -44,6 +44,11 @@ void Backend::event_synchronize(void*) { not_implemented("event"); }
 bool Backend::event_query(void*) { not_implemented("event"); }
 double Backend::event_elapsed_ms(void*, void*) { not_implemented("event"); }
 void Backend::event_wait(void*, int) { not_implemented("event"); }
+void Backend::graph_capture_begin(int) { not_implemented("graph capture"); }
+void* Backend::graph_capture_end(int, bool) { not_implemented("graph capture"); }
+void Backend::graph_replay(void*, uint64_t, uint64_t) { not_implemented("graph capture"); }
+void Backend::graph_destroy(void*) { not_implemented("graph capture"); }
+Tensor Backend::graph_input(const Shape&, DType, int) { not_implemented("graph capture"); }
 void Backend::copy(const Tensor&, const Tensor&) { not_implemented("copy"); }
 void Backend::fill(const Tensor&, const Scalar&) { not_implemented("fill"); }
 void Backend::arange(const Tensor&, double, double) { not_implemented("arange"); }

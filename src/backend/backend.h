@@ -94,6 +94,21 @@ class Backend {
   // The native handle of the device's stream (a cudaStream_t), for libraries that queue work
   // beside ours (NCCL); null on backends without streams.
   virtual void* native_stream(int /*device_index*/) { return nullptr; }
+  // Graphs of a device's stream (st::cuda::Graph). Between graph_capture_begin and
+  // graph_capture_end the work ops queue on the device is recorded, not run, and memory comes from
+  // a pool private to the graph (CachingAllocator); graph_capture_end returns the graph, or with
+  // `keep` false discards it (a capture that failed). While capturing, copies from the host are
+  // staged so that every replay copies the same bytes, random kernels read their seed and counter
+  // offset from the graph, and waits for the device throw. graph_replay runs the graph with the
+  // Philox seed and an offset added to the counters it captured; graph_destroy waits for it.
+  virtual void graph_capture_begin(int device_index);
+  virtual void* graph_capture_end(int device_index, bool keep);
+  virtual void graph_replay(void* graph, uint64_t seed, uint64_t offset_shift);
+  virtual void graph_destroy(void* graph);
+  // While capturing: a tensor in memory that no captured work has used or will reuse, for values
+  // the host writes before each replay (a write before the launch would otherwise land in memory
+  // the graph's earlier kernels may still write). It lives as long as the caller keeps it.
+  virtual Tensor graph_input(const Shape& shape, DType dtype, int device_index);
 
   // dst = src converted to dst's dtype; same shape, any strides on both (dst may be a view).
   virtual void copy(const Tensor& dst, const Tensor& src);

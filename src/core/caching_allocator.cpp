@@ -74,38 +74,52 @@ void* CachingAllocator::allocate(size_t nbytes) {
   const size_t size = round_size(nbytes);
   std::lock_guard lock(mutex_);
   void* handle = nullptr;
-  bool hit = false;
-  if (auto it = free_by_size_.find(size); it != free_by_size_.end() && !it->second.empty()) {
-    const LruList::iterator block = it->second.back();  // the newest: its memory is warm
-    it->second.pop_back();
-    handle = block->handle;
-    lru_.erase(block);
+  const char* source = "(from device)";
+  if (open_pool_ != 0) {
+    std::vector<void*>& own = pools_.at(open_pool_)[size];
+    if (!own.empty()) {
+      handle = own.back();
+      own.pop_back();
+      source = "(cached in the pool)";
+    }
+  }
+  if (!handle) {
+    if (auto it = free_by_size_.find(size); it != free_by_size_.end() && !it->second.empty()) {
+      const LruList::iterator block = it->second.back();  // the newest: its memory is warm
+      it->second.pop_back();
+      handle = block->handle;
+      lru_.erase(block);
+      source = "(cached)";
+    }
+  }
+  if (handle) {
     stats_.cached_bytes -= size;
     ++stats_.cache_hits;
-    hit = true;
   } else {
     handle = callbacks_.raw_alloc(size);
-    if (!handle && stats_.cached_bytes > 0) {
-      // The cache may hold what the device lacks: give all of it back and try once more.
+    // The cache may hold what the device lacks: give all of it back and try once more (not while
+    // a pool is open: a capture may not free device memory).
+    if (!handle && stats_.cached_bytes > 0 && open_pool_ == 0) {
       ++stats_.oom_retries;
       release_all_locked("out of memory");
       handle = callbacks_.raw_alloc(size);
     }
     ST_CHECK(handle, OutOfMemoryError, "[", name_, "] out of memory allocating ", nbytes,
              " bytes (", size, " after rounding); ", stats_.allocated_bytes,
-             " bytes are allocated in ", live_.size(), " blocks and the cache was released");
+             " bytes are allocated in ", live_.size(), " blocks",
+             open_pool_ == 0 ? " and the cache was released" : " (a graph capture is open)");
     ++stats_.device_allocations;
     stats_.reserved_bytes += size;
   }
-  live_.emplace(handle, LiveBlock{size, nbytes});
+  live_.emplace(handle, LiveBlock{size, nbytes, open_pool_});
   stats_.allocated_bytes += size;
   stats_.requested_bytes += nbytes;
   ++stats_.allocations;
   update_peaks_locked();
   if (options_.trace) {
     std::cerr << "[" << name_ << " pool] alloc " << nbytes << " B as " << size << " B at " << handle
-              << (hit ? " (cached)" : " (from device)") << "; allocated " << stats_.allocated_bytes
-              << " B, reserved " << stats_.reserved_bytes << " B\n";
+              << " " << source << "; allocated " << stats_.allocated_bytes << " B, reserved "
+              << stats_.reserved_bytes << " B\n";
   }
   return handle;
 }
@@ -120,19 +134,73 @@ void CachingAllocator::deallocate(void* handle) {
   live_.erase(it);
   stats_.allocated_bytes -= block.size;
   stats_.requested_bytes -= block.requested;
-  ++stats_.frees;
-  lru_.push_back({handle, block.size});
-  free_by_size_[block.size].push_back(std::prev(lru_.end()));
   stats_.cached_bytes += block.size;
+  ++stats_.frees;
+  const auto pool = pools_.find(block.pool);
+  if (pool != pools_.end()) {
+    pool->second[block.size].push_back(handle);
+  } else {
+    lru_.push_back({handle, block.size});
+    free_by_size_[block.size].push_back(std::prev(lru_.end()));
+  }
   if (options_.trace) {
     std::cerr << "[" << name_ << " pool] free " << block.size << " B at " << handle
-              << " (cached); allocated " << stats_.allocated_bytes << " B, cached "
-              << stats_.cached_bytes << " B\n";
+              << (pool != pools_.end() ? " (cached in its pool)" : " (cached)") << "; allocated "
+              << stats_.allocated_bytes << " B, cached " << stats_.cached_bytes << " B\n";
   }
-  enforce_caps_locked(block.size);
+  if (pool == pools_.end()) enforce_caps_locked(block.size);
+}
+
+void* CachingAllocator::allocate_fresh(size_t nbytes) {
+  if (nbytes == 0) return nullptr;
+  const size_t size = round_size(nbytes);
+  std::lock_guard lock(mutex_);
+  void* handle = callbacks_.raw_alloc(size);
+  ST_CHECK(handle, OutOfMemoryError, "[", name_, "] out of memory allocating ", nbytes, " bytes (",
+           size, " after rounding) from the device");
+  ++stats_.device_allocations;
+  stats_.reserved_bytes += size;
+  live_.emplace(handle, LiveBlock{size, nbytes, 0});
+  stats_.allocated_bytes += size;
+  stats_.requested_bytes += nbytes;
+  ++stats_.allocations;
+  update_peaks_locked();
+  return handle;
+}
+
+int CachingAllocator::open_pool() {
+  std::lock_guard lock(mutex_);
+  ST_CHECK(open_pool_ == 0, Error, "[", name_, "] a private pool is already open (", open_pool_,
+           "); close it first");
+  open_pool_ = ++last_pool_;
+  pools_[open_pool_];
+  return open_pool_;
+}
+
+void CachingAllocator::close_pool() {
+  std::lock_guard lock(mutex_);
+  open_pool_ = 0;
+}
+
+void CachingAllocator::release_pool(int pool) {
+  std::lock_guard lock(mutex_);
+  ST_CHECK(pool != open_pool_, Error, "[", name_, "] pool ", pool, " is still open");
+  const auto it = pools_.find(pool);
+  if (it == pools_.end()) return;
+  for (auto& [size, handles] : it->second) {
+    for (void* handle : handles) {
+      lru_.push_back({handle, size});
+      free_by_size_[size].push_back(std::prev(lru_.end()));
+    }
+  }
+  pools_.erase(it);
+  if (open_pool_ != 0) return;  // another capture is open: no device frees now
+  while (stats_.cached_bytes > options_.max_cached_bytes && !lru_.empty())
+    release_locked(lru_.begin(), "over the cache cap");
 }
 
 void CachingAllocator::enforce_caps_locked(size_t size) {
+  if (open_pool_ != 0) return;  // a capture may not free device memory
   auto& same_size = free_by_size_[size];
   while (same_size.size() > options_.max_per_class)
     release_locked(same_size.front(), "over the per-class cap");

@@ -17,6 +17,12 @@
 // ST_CUDA_POOL_MAX_BYTES (a byte count, optionally with a K, M or G suffix) and
 // ST_CUDA_POOL_MAX_PER_CLASS.
 //
+// Private pools serve CUDA graphs. While a pool is open, allocations come from it (its own free
+// blocks first, then the shared cache, then the device) and nothing is given back to the device
+// (a stream capture forbids it). A pool's blocks, when freed, return to that pool alone: the
+// memory a graph's replay writes is never handed to tensors outside the graph. Releasing the pool
+// moves its free blocks to the shared cache; its live ones join the cache when freed.
+//
 // Thread-safe. The caller orders device work: a block handed back by deallocate() may be given to
 // the next allocate() at once, which is safe when all work using the memory goes in one stream
 // order (as with one stream per device).
@@ -30,6 +36,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "spiraltorch/memory.h"
 
@@ -62,6 +69,9 @@ class CachingAllocator {
 
   // A block of at least nbytes; null for 0 bytes. Throws OutOfMemoryError.
   void* allocate(size_t nbytes);
+  // A block fresh from the device, whatever is cached or open: memory no earlier work has used
+  // (a graph's inputs, which the host writes before each replay). Freed as any other block.
+  void* allocate_fresh(size_t nbytes);
   // Returns a block from allocate() to the cache. Null is ignored.
   void deallocate(void* handle);
   // Gives every cached block back to the device.
@@ -69,6 +79,13 @@ class CachingAllocator {
   MemoryStats stats() const;
   // Zeroes the peaks (to the current values) and the counters.
   void reset_stats();
+
+  // Opens a new private pool (see above) and returns its id; one may be open at a time.
+  int open_pool();
+  // Allocations go to the shared cache again; the pool keeps its blocks.
+  void close_pool();
+  // Ends a closed pool: its free blocks go to the shared cache, its live ones when freed.
+  void release_pool(int pool);
 
   // The class size a request rounds to.
   static size_t round_size(size_t nbytes);
@@ -98,8 +115,13 @@ class CachingAllocator {
   struct LiveBlock {
     size_t size;
     size_t requested;
+    int pool;  // 0: the shared cache
   };
   std::unordered_map<void*, LiveBlock> live_;
+  // Free blocks of each private pool by size; they count as cached but are never released.
+  std::unordered_map<int, std::unordered_map<size_t, std::vector<void*>>> pools_;
+  int open_pool_ = 0;
+  int last_pool_ = 0;
   MemoryStats stats_;
 };
 

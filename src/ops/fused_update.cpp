@@ -50,6 +50,25 @@ std::vector<Tensor> contiguous_grads(const char* op, const std::vector<Tensor>& 
   return out;
 }
 
+// Checks an update's schedule tensor. The CUDA kernels read it on the device; for the other
+// backends its values are read here into lr and step.
+template <typename Update>
+Update resolve_schedule(const char* op, const std::vector<Tensor>& params, Update u) {
+  const Tensor& s = u.schedule;
+  if (!s.defined()) return u;
+  ST_CHECK(s.dtype() == DType::Float64 && s.numel() == 2 && s.is_contiguous(), ValueError, "[", op,
+           "] schedule must be a contiguous float64 tensor of 2 values {lr, step}, got ", s.shape(),
+           " ", s.dtype());
+  ST_CHECK(params.empty() || s.device() == params[0].device(), DeviceError, "[", op,
+           "] schedule is on ", s.device(), " but the parameters are on ", params[0].device());
+  if (s.device().type == DeviceType::CUDA) return u;
+  const std::vector<double> values = s.to_vector<double>();
+  u.lr = values[0];
+  if constexpr (requires { u.step; }) u.step = static_cast<int64_t>(values[1]);
+  u.schedule = {};
+  return u;
+}
+
 void bump(const std::vector<Tensor>& tensors) {
   for (const Tensor& t : tensors) t.storage()->bump_version();
 }
@@ -57,9 +76,10 @@ void bump(const std::vector<Tensor>& tensors) {
 }  // namespace
 
 void sgd_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
-                 const std::vector<Tensor>& momentum_buffers, const SgdUpdate& update) {
+                 const std::vector<Tensor>& momentum_buffers, const SgdUpdate& given) {
   constexpr const char* op = "sgd_update_";
   check_params(op, params);
+  const SgdUpdate update = resolve_schedule(op, params, given);
   const std::vector<Tensor> g = contiguous_grads(op, params, grads);
   const bool momentum = update.momentum != 0;
   if (momentum) check_list(op, "momentum buffer", params, momentum_buffers);
@@ -75,9 +95,10 @@ void sgd_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& g
 
 void adam_update_(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                   const std::vector<Tensor>& exp_avgs, const std::vector<Tensor>& exp_avg_sqs,
-                  const AdamUpdate& update) {
+                  const AdamUpdate& given) {
   constexpr const char* op = "adam_update_";
   check_params(op, params);
+  const AdamUpdate update = resolve_schedule(op, params, given);
   const std::vector<Tensor> g = contiguous_grads(op, params, grads);
   check_list(op, "exp_avg", params, exp_avgs);
   check_list(op, "exp_avg_sq", params, exp_avg_sqs);

@@ -4,6 +4,7 @@
 #include <algorithm>
 
 #include "spiraltorch/autograd.h"
+#include "spiraltorch/cuda.h"
 #include "spiraltorch/optim.h"
 
 namespace st::optim {
@@ -36,6 +37,11 @@ void Optimizer::zero_grad(bool set_to_none) {
 
 Tensor& Optimizer::state(size_t i, size_t k) {
   std::vector<Tensor>& s = state_[i];
+  const Device device = params_[i].device();
+  ST_CHECK(!s.empty() || device.type != DeviceType::CUDA || !st::cuda::is_capturing(device.index),
+           ValueError, "[", name_, "] parameter ", i,
+           " has no optimizer state yet and a CUDA graph is capturing: the state is made on the "
+           "first step, which a graph would repeat at every replay; run one step before capturing");
   if (s.empty())
     for (size_t n = 0; n < state_names().size(); ++n) s.push_back(zeros_like(params_[i].detach()));
   return s[k];
@@ -57,6 +63,27 @@ std::vector<Optimizer::Group> Optimizer::groups_for_step() {
     it->grads.push_back(grad);
   }
   return groups;
+}
+
+Tensor Optimizer::captured_schedule(const Group& group) {
+  const Device device = group.params.front().device();
+  if (device.type != DeviceType::CUDA) return {};
+  st::cuda::Graph* graph = st::cuda::capturing_graph(device.index);
+  if (!graph) return {};
+  for (size_t i : group.index) --steps_[i];
+  Tensor schedule = graph->replay_input({2}, DType::Float64);
+  graph->before_replay(
+      [this, alive = std::weak_ptr<int>(lifetime_), index = group.index, schedule]() mutable {
+        ST_CHECK(!alive.expired(), ValueError,
+                 "[Graph.replay] the optimizer whose step the graph "
+                 "captured no longer exists");
+        int64_t step = 0;
+        for (size_t i : index) step = ++steps_[i];
+        const double values[2] = {lr_, static_cast<double>(step)};
+        NoGradGuard no_grad;
+        schedule.copy_(from_buffer(values, {2}));
+      });
+  return schedule;
 }
 
 std::map<std::string, Tensor> Optimizer::state_dict() const {
@@ -121,12 +148,14 @@ std::vector<std::string> SGD::state_names() const {
 
 void SGD::step() {
   SgdUpdate update{
-      lr_, options_.momentum, options_.dampening, options_.weight_decay, options_.nesterov, false};
+      lr_, options_.momentum, options_.dampening, options_.weight_decay, options_.nesterov, false,
+      {}};
   for (Group& g : groups_for_step()) {
     std::vector<Tensor> buffers;
     if (options_.momentum != 0)
       for (size_t i : g.index) buffers.push_back(state(i, 0));
     update.first_step = g.step == 1;
+    update.schedule = captured_schedule(g);
     sgd_update_(g.params, g.grads, buffers, update);
   }
 }
@@ -155,7 +184,7 @@ void Adam::step() {
     }
     adam_update_(g.params, g.grads, exp_avgs, exp_avg_sqs,
                  {lr_, options_.beta1, options_.beta2, options_.eps, options_.weight_decay,
-                  decoupled_, g.step});
+                  decoupled_, g.step, captured_schedule(g)});
   }
 }
 

@@ -5,7 +5,8 @@
 // where), unary.cu and binary.cu (through map.cuh), random.cu, reduce.cu (reduce, arg_reduce,
 // sum_of_squares), softmax.cu (softmax and cross_entropy), attention.cu (flash attention), norm.cu,
 // embedding.cu, optim.cu, and the GEMMs: matmul.cpp (the choice of path, cuBLASLt and its linear
-// epilogues), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams, events and copies: runtime.cpp.
+// epilogues), gemm_tiled.cu, gemm_tensorcore.cu. Memory, streams, events, copies and graph capture:
+// runtime.cpp.
 
 #include <cuda_runtime.h>
 
@@ -42,6 +43,15 @@ struct DeviceFault {
 // The device's fault record, as a pointer kernels can write.
 DeviceFault* device_fault(int device);
 
+// Copies n bytes of host memory to device memory in the device's stream order. While a graph is
+// being captured the bytes are first copied to pinned memory the graph keeps, and every replay
+// copies them again; `src` may go once this returns, either way.
+void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* what);
+// While a graph is being captured on the device: the pair {seed, counter offset shift} that random
+// kernels read at run time in place of their launch's seed and in addition to its offset (each
+// replay sets it); null otherwise.
+const uint64_t* graph_random_slot(int device);
+
 class CudaBackend final : public Backend {
  public:
   DeviceType device_type() const override { return DeviceType::CUDA; }
@@ -63,6 +73,11 @@ class CudaBackend final : public Backend {
   double event_elapsed_ms(void* start, void* end) override;
   void event_wait(void* event, int device_index) override;
   void* native_stream(int device_index) override { return stream_for(device_index); }
+  void graph_capture_begin(int device_index) override;
+  void* graph_capture_end(int device_index, bool keep) override;
+  void graph_replay(void* graph, uint64_t seed, uint64_t offset_shift) override;
+  void graph_destroy(void* graph) override;
+  Tensor graph_input(const Shape& shape, DType dtype, int device_index) override;
 
   void copy(const Tensor& dst, const Tensor& src) override;
   void fill(const Tensor& dst, const Scalar& value) override;

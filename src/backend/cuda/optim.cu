@@ -22,10 +22,12 @@ struct Job {
   int64_t begin, end;
 };
 
+// `schedule`, when given, holds {lr, step} on the device (SgdUpdate::schedule).
 template <typename T>
-__global__ void sgd_kernel(const Job* jobs, double lr, double wd, double momentum, double keep,
-                           bool nesterov, bool first_step) {
+__global__ void sgd_kernel(const Job* jobs, double lr, const double* schedule, double wd,
+                           double momentum, double keep, bool nesterov, bool first_step) {
   using C = calc_t<T>;
+  if (schedule) lr = schedule[0];
   const Job job = jobs[blockIdx.x];
   T* p = static_cast<T*>(job.param);
   const T* g = static_cast<const T*>(job.grad);
@@ -43,7 +45,9 @@ __global__ void sgd_kernel(const Job* jobs, double lr, double wd, double momentu
 }
 
 struct AdamScalars {
-  double step_size, inv_sqrt_bias2, beta1, beta2, eps, coupled_wd, shrink;
+  double lr, step, beta1, beta2, eps, weight_decay;
+  bool decoupled;
+  const double* schedule;  // {lr, step} on the device (AdamUpdate::schedule), or null
 };
 
 template <typename T>
@@ -55,8 +59,11 @@ __global__ void adam_kernel(const Job* jobs, AdamScalars s, bool vec) {
   const T* g = static_cast<const T*>(job.grad);
   T* m = static_cast<T*>(job.state0);
   T* v = static_cast<T*>(job.state1);
-  const C step_size = C(s.step_size), inv_sqrt_bias2 = C(s.inv_sqrt_bias2), b1 = C(s.beta1),
-          b2 = C(s.beta2), eps = C(s.eps), coupled_wd = C(s.coupled_wd), shrink = C(s.shrink);
+  const double lr = s.schedule ? s.schedule[0] : s.lr, t = s.schedule ? s.schedule[1] : s.step;
+  const C step_size = C(lr / (1 - ::pow(s.beta1, t))),
+          inv_sqrt_bias2 = C(::rsqrt(1 - ::pow(s.beta2, t))), b1 = C(s.beta1), b2 = C(s.beta2),
+          eps = C(s.eps), coupled_wd = C(s.decoupled ? 0.0 : s.weight_decay),
+          shrink = C(s.decoupled ? 1 - lr * s.weight_decay : 1.0);
   // One element: parameter, moments, all in and out through references.
   const auto update = [&](T& pi, T gi, T& mi, T& vi) {
     const C p0 = load(pi);
@@ -90,14 +97,17 @@ __global__ void adam_kernel(const Job* jobs, AdamScalars s, bool vec) {
 }
 
 // The jobs of the tensors of one dtype, copied to a device buffer; empty when there are none.
-Tensor upload_jobs(const std::vector<Job>& jobs, Device device, cudaStream_t stream) {
+Tensor upload_jobs(const std::vector<Job>& jobs, Device device) {
   const Tensor table =
       scratch({static_cast<int64_t>(jobs.size() * sizeof(Job))}, DType::Bool, device);
-  // From pageable memory the copy is staged before the call returns, so `jobs` may go.
-  check(cudaMemcpyAsync(table.data_ptr(), jobs.data(), jobs.size() * sizeof(Job),
-                        cudaMemcpyHostToDevice, stream),
-        "cudaMemcpyAsync of the update table");
+  copy_host_to_device(table.data_ptr(), jobs.data(), jobs.size() * sizeof(Job), device.index,
+                      "cudaMemcpyAsync of the update table");
   return table;
+}
+
+template <typename Update>
+const double* schedule_of(const Update& u) {
+  return u.schedule.defined() ? static_cast<const double*>(u.schedule.data_ptr()) : nullptr;
 }
 
 // Calls launch(tag, jobs) once per float dtype present in params.
@@ -136,10 +146,10 @@ void CudaBackend::sgd_update(const std::vector<Tensor>& params, const std::vecto
   for_each_dtype("sgd_update", params, grads, momentum_buffers, {},
                  [&](auto tag, const auto& jobs) {
                    using T = decltype(tag);
-                   const Tensor table = upload_jobs(jobs, device, stream);
+                   const Tensor table = upload_jobs(jobs, device);
                    sgd_kernel<T><<<static_cast<unsigned>(jobs.size()), kThreads, 0, stream>>>(
-                       static_cast<const Job*>(table.data_ptr()), u.lr, u.weight_decay, u.momentum,
-                       1 - u.dampening, u.nesterov, u.first_step);
+                       static_cast<const Job*>(table.data_ptr()), u.lr, schedule_of(u),
+                       u.weight_decay, u.momentum, 1 - u.dampening, u.nesterov, u.first_step);
                    check_launch("sgd_update");
                  });
 }
@@ -150,19 +160,12 @@ void CudaBackend::adam_update(const std::vector<Tensor>& params, const std::vect
   if (params.empty()) return;
   const Device device = params[0].device();
   const cudaStream_t stream = stream_for(device.index);
-  const double bias1 = 1 - std::pow(u.beta1, static_cast<double>(u.step));
-  const double bias2 = 1 - std::pow(u.beta2, static_cast<double>(u.step));
-  const AdamScalars s{u.lr / bias1,
-                      1 / std::sqrt(bias2),
-                      u.beta1,
-                      u.beta2,
-                      u.eps,
-                      u.decoupled_weight_decay ? 0.0 : u.weight_decay,
-                      u.decoupled_weight_decay ? 1 - u.lr * u.weight_decay : 1.0};
+  const AdamScalars s{u.lr,           static_cast<double>(u.step), u.beta1,       u.beta2, u.eps,
+                      u.weight_decay, u.decoupled_weight_decay,    schedule_of(u)};
   for_each_dtype("adam_update", params, grads, exp_avgs, exp_avg_sqs,
                  [&](auto tag, const auto& jobs) {
                    using T = decltype(tag);
-                   const Tensor table = upload_jobs(jobs, device, stream);
+                   const Tensor table = upload_jobs(jobs, device);
                    const bool vec = std::all_of(jobs.begin(), jobs.end(), [](const Job& j) {
                      return aligned16(j.param) && aligned16(j.grad) && aligned16(j.state0) &&
                             aligned16(j.state1);

@@ -1,6 +1,8 @@
 // uniform, normal and dropout from Philox4x32-10 streams (philox.h), drawing exactly the numbers
 // the CPU backend draws: element i takes lane i % 4 of the block at counter offset + i / 4. Each
-// thread computes whole counters, so each block of four is computed once.
+// thread computes whole counters, so each block of four is computed once. A kernel captured in a
+// graph reads its seed and an offset shift from the graph's slot (graph_random_slot), so that each
+// replay draws new numbers, the ones an uncaptured launch at that point would draw.
 
 #include "backend/cuda/common.cuh"
 #include "backend/philox.h"
@@ -14,13 +16,28 @@ int significand_bits(DType dtype) {
   return dtype == DType::Float16 ? 11 : dtype == DType::BFloat16 ? 8 : 24;
 }
 
+// A launch's key and first counter: as given, or under a graph as its replay sets them.
+struct PhiloxKey {
+  uint64_t seed, offset;
+  const uint64_t* graph_slot;
+
+  __device__ PhiloxKey resolved() const {
+    return graph_slot ? PhiloxKey{graph_slot[0], offset + graph_slot[1], nullptr} : *this;
+  }
+};
+
+PhiloxKey key_for(uint64_t seed, uint64_t offset, int device) {
+  return {seed, offset, graph_random_slot(device)};
+}
+
 template <typename T, typename Draw>
-__global__ void draw_kernel(int64_t n, uint64_t seed, uint64_t offset, Draw draw, T* out) {
+__global__ void draw_kernel(int64_t n, PhiloxKey at, Draw draw, T* out) {
+  const PhiloxKey key = at.resolved();
   const int64_t counters = (n + 3) / 4;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < counters;
        c += step) {
-    const Philox4x32 x = philox4x32_10(offset + static_cast<uint64_t>(c), seed);
+    const Philox4x32 x = philox4x32_10(key.offset + static_cast<uint64_t>(c), key.seed);
 #pragma unroll
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t i = 4 * c + lane;
@@ -34,19 +51,20 @@ void launch_draw(const Tensor& dst, uint64_t seed, uint64_t offset, Draw draw, c
   const int64_t n = dst.numel();
   if (n == 0) return;
   draw_kernel<<<grid_for((n + 3) / 4, kThreads, dst.device().index), kThreads, 0, stream_of(dst)>>>(
-      n, seed, offset, draw, static_cast<T*>(dst.data_ptr()));
+      n, key_for(seed, offset, dst.device().index), draw, static_cast<T*>(dst.data_ptr()));
   check_launch(op);
 }
 
 template <typename T>
-__global__ void dropout_kernel(int64_t n, uint64_t seed, uint64_t offset, int bits,
-                               calc_t<T> threshold, calc_t<T> scale, const T* in, T* out, T* mask) {
+__global__ void dropout_kernel(int64_t n, PhiloxKey at, int bits, calc_t<T> threshold,
+                               calc_t<T> scale, const T* in, T* out, T* mask) {
   using C = calc_t<T>;
+  const PhiloxKey key = at.resolved();
   const int64_t counters = (n + 3) / 4;
   const int64_t step = static_cast<int64_t>(gridDim.x) * blockDim.x;
   for (int64_t c = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; c < counters;
        c += step) {
-    const Philox4x32 r = philox4x32_10(offset + static_cast<uint64_t>(c), seed);
+    const Philox4x32 r = philox4x32_10(key.offset + static_cast<uint64_t>(c), key.seed);
 #pragma unroll
     for (int lane = 0; lane < 4; ++lane) {
       const int64_t i = 4 * c + lane;
@@ -112,8 +130,8 @@ void CudaBackend::dropout(const Tensor& out, const Tensor& mask, const Tensor& i
     if (n == 0) return;
     dropout_kernel<T>
         <<<grid_for((n + 3) / 4, kThreads, in.device().index), kThreads, 0, stream_of(in)>>>(
-            n, seed, offset, significand_bits(in.dtype()), static_cast<C>(p),
-            static_cast<C>(1 / (1 - p)), static_cast<const T*>(in.data_ptr()),
+            n, key_for(seed, offset, in.device().index), significand_bits(in.dtype()),
+            static_cast<C>(p), static_cast<C>(1 / (1 - p)), static_cast<const T*>(in.data_ptr()),
             static_cast<T*>(out.data_ptr()), static_cast<T*>(mask.data_ptr()));
     check_launch("dropout");
   });

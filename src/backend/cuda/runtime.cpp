@@ -1,12 +1,14 @@
 // The CUDA backend instance and its registration: devices, one stream per device, events on those
-// streams, the caching allocators, host <-> device copies and error checking.
+// streams, the caching allocators, host <-> device copies, graph capture and error checking.
 
 #include <array>
 #include <atomic>
+#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backend/cuda/cuda_backend.h"
@@ -21,6 +23,16 @@ struct Registration {
   Registration() { register_backend(&instance); }
 } registration;
 
+// A captured graph and what its replays need: the private pool its memory came from, the pinned
+// copies of the host data it copies in, and the slot its random kernels read.
+struct Graph {
+  int device = 0;
+  int pool = 0;
+  cudaGraphExec_t exec = nullptr;
+  uint64_t* random_slot = nullptr;  // {seed, counter offset shift}, in the pool's memory
+  std::vector<void*> pinned;
+};
+
 // Per-device state, made on first use of the device. Never destroyed: the driver tears down the
 // context at exit, and a destructor calling cudaFree after the runtime unloads would fail.
 struct DeviceState {
@@ -29,6 +41,8 @@ struct DeviceState {
   CachingAllocator* allocator = nullptr;
   DeviceFault* fault = nullptr;         // pinned host memory the device writes through
   DeviceFault* fault_mapped = nullptr;  // the same, as the device addresses it
+  Graph* capture = nullptr;             // the graph being captured on the stream, if any
+  std::vector<Graph*> retired;          // graphs destroyed during a capture, freed after it
 };
 
 std::mutex state_mutex;
@@ -121,6 +135,31 @@ void raise_fault(int device) {
                                   " by the kernel; reported at the next wait for the device)"));
 }
 
+// Waiting on a capturing stream would fail (and spoil the capture): its work is only recorded.
+void refuse_wait_while_capturing(int device, const char* what) {
+  ST_CHECK(!state(device).capture, DeviceError, "[", what, "] cuda:", device,
+           " is capturing a graph: its work is recorded, not run, so the host can neither wait for "
+           "it nor read its values; do that after the capture, once the graph has been replayed");
+}
+
+// Frees what a graph holds once its last replay is done. Not during a capture of the same device,
+// whose stream cannot be waited on: the graph is retired until that capture ends.
+void free_graph(Graph* graph) {
+  DeviceState& s = state(graph->device);
+  if (s.capture) {
+    s.retired.push_back(graph);
+    return;
+  }
+  set_device(graph->device);
+  // A destructor's path: a failure here has nowhere to go, and the memory is returned regardless.
+  cudaStreamSynchronize(s.stream);
+  if (graph->exec) cudaGraphExecDestroy(graph->exec);
+  s.allocator->deallocate(graph->random_slot);
+  s.allocator->release_pool(graph->pool);
+  for (void* p : graph->pinned) cudaFreeHost(p);
+  delete graph;
+}
+
 }  // namespace
 
 void check(cudaError_t status, const char* what) {
@@ -146,19 +185,51 @@ cudaStream_t stream_for(int device) {
 
 int multiprocessors(int device) { return state(device).multiprocessors; }
 
-Tensor scratch(const Shape& shape, DType dtype, Device device) {
+namespace {
+Tensor tensor_in_pool(const Shape& shape, DType dtype, Device device, bool fresh) {
   auto impl = std::make_shared<TensorImpl>();
   impl->shape = shape;
   impl->strides = contiguous_strides(shape);
   impl->dtype = dtype;
   const size_t nbytes = static_cast<size_t>(shape_numel(shape)) * dtype_size(dtype);
   CachingAllocator* pool = state(device.index).allocator;
-  impl->storage = std::make_shared<Storage>(pool->allocate(nbytes), nbytes, device,
-                                            [pool](void* p) { pool->deallocate(p); });
+  void* memory = fresh ? pool->allocate_fresh(nbytes) : pool->allocate(nbytes);
+  impl->storage =
+      std::make_shared<Storage>(memory, nbytes, device, [pool](void* p) { pool->deallocate(p); });
   return Tensor(std::move(impl));
+}
+}  // namespace
+
+Tensor scratch(const Shape& shape, DType dtype, Device device) {
+  return tensor_in_pool(shape, dtype, device, false);
 }
 
 DeviceFault* device_fault(int device) { return state(device).fault_mapped; }
+
+void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* what) {
+  DeviceState& s = state(device);
+  set_device(device);
+  if (Graph* graph = s.capture) {
+    // A captured copy reads its source at every replay: a pinned copy that lives with the graph.
+    void* pinned = nullptr;
+    check(cudaHostAlloc(&pinned, n, cudaHostAllocDefault), "cudaHostAlloc of a captured copy");
+    graph->pinned.push_back(pinned);
+    std::memcpy(pinned, src, n);
+    src = pinned;
+  }
+  // From pageable memory the copy is staged before this returns, so src may be freed after.
+  check(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s.stream), what);
+}
+
+const uint64_t* graph_random_slot(int device) {
+  DeviceState& s = state(device);
+  if (!s.capture) return nullptr;
+  // Written before each launch: memory the graph's own kernels never touch.
+  if (!s.capture->random_slot)
+    s.capture->random_slot =
+        static_cast<uint64_t*>(s.allocator->allocate_fresh(2 * sizeof(uint64_t)));
+  return s.capture->random_slot;
+}
 
 int CudaBackend::device_count() const {
   static const int count = [] {
@@ -186,14 +257,13 @@ void CudaBackend::deallocate(void* ptr, size_t, int device_index) {
 void CudaBackend::copy_from_host(const Tensor& dst, const void* src) {
   const size_t n = dst.nbytes();
   if (n == 0) return;
-  // From pageable memory the copy is staged before this returns, so src may be freed after.
-  check(cudaMemcpyAsync(dst.data_ptr(), src, n, cudaMemcpyHostToDevice, stream_of(dst)),
-        "cudaMemcpyAsync to the device");
+  copy_host_to_device(dst.data_ptr(), src, n, dst.device().index, "cudaMemcpyAsync to the device");
 }
 
 void CudaBackend::copy_to_host(void* dst, const Tensor& src) {
   const size_t n = src.nbytes();
   if (n == 0) return;
+  refuse_wait_while_capturing(src.device().index, "copy to the host");
   const cudaStream_t stream = stream_of(src);
   check(cudaMemcpyAsync(dst, src.data_ptr(), n, cudaMemcpyDeviceToHost, stream),
         "cudaMemcpyAsync to the host");
@@ -203,6 +273,7 @@ void CudaBackend::copy_to_host(void* dst, const Tensor& src) {
 }
 
 void CudaBackend::synchronize(int device_index) {
+  refuse_wait_while_capturing(device_index, "synchronize");
   check(cudaStreamSynchronize(stream_for(device_index)), "cudaStreamSynchronize");
   raise_fault(device_index);
 }
@@ -257,11 +328,70 @@ void CudaBackend::event_wait(void* event, int device_index) {
 void CudaBackend::empty_cache() {
   for (int d = 0; d < device_count(); ++d) {
     DeviceState& s = state(d);
+    refuse_wait_while_capturing(d, "empty_cache");
     // Blocks freed by the host may still be in use by queued work: cudaFree waits for it anyway,
     // but waiting first keeps the order plain.
     check(cudaStreamSynchronize(s.stream), "cudaStreamSynchronize");
     s.allocator->empty_cache();
   }
+}
+
+void CudaBackend::graph_capture_begin(int device_index) {
+  DeviceState& s = state(device_index);
+  ST_CHECK(!s.capture, ValueError, "[cuda graph] cuda:", device_index,
+           " is already capturing a graph; end that capture first");
+  set_device(device_index);
+  auto graph = std::make_unique<Graph>();
+  graph->device = device_index;
+  graph->pool = s.allocator->open_pool();
+  // Relaxed: the pool may take memory from the driver, and captured copies pin their source,
+  // while the stream records.
+  const cudaError_t status = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeRelaxed);
+  if (status != cudaSuccess) {
+    s.allocator->close_pool();
+    s.allocator->release_pool(graph->pool);
+    check(status, "cudaStreamBeginCapture");
+  }
+  s.capture = graph.release();
+}
+
+void* CudaBackend::graph_capture_end(int device_index, bool keep) {
+  DeviceState& s = state(device_index);
+  ST_CHECK(s.capture, ValueError, "[cuda graph] cuda:", device_index, " is not capturing a graph");
+  Graph* graph = std::exchange(s.capture, nullptr);
+  s.allocator->close_pool();
+  cudaGraph_t captured = nullptr;
+  set_device(device_index);
+  cudaError_t status = cudaStreamEndCapture(s.stream, &captured);
+  if (status == cudaSuccess && keep) status = cudaGraphInstantiate(&graph->exec, captured, 0);
+  if (captured) cudaGraphDestroy(captured);
+  for (Graph* retired : std::exchange(s.retired, {})) free_graph(retired);
+  if (status != cudaSuccess || !keep) {
+    if (status != cudaSuccess) cudaGetLastError();
+    free_graph(graph);
+    if (keep) check(status, "ending the graph's capture");
+    return nullptr;
+  }
+  return graph;
+}
+
+void CudaBackend::graph_replay(void* handle, uint64_t seed, uint64_t offset_shift) {
+  const Graph& graph = *static_cast<const Graph*>(handle);
+  const cudaStream_t stream = stream_for(graph.device);
+  if (graph.random_slot) {
+    const uint64_t slot[2] = {seed, offset_shift};
+    check(cudaMemcpyAsync(graph.random_slot, slot, sizeof slot, cudaMemcpyHostToDevice, stream),
+          "cudaMemcpyAsync of the graph's random offset");
+  }
+  check(cudaGraphLaunch(graph.exec, stream), "cudaGraphLaunch");
+}
+
+void CudaBackend::graph_destroy(void* handle) { free_graph(static_cast<Graph*>(handle)); }
+
+Tensor CudaBackend::graph_input(const Shape& shape, DType dtype, int device_index) {
+  ST_CHECK(state(device_index).capture, ValueError, "[cuda graph] cuda:", device_index,
+           " is not capturing a graph");
+  return tensor_in_pool(shape, dtype, Device(DeviceType::CUDA, device_index), true);
 }
 
 }  // namespace st::backend::cuda
