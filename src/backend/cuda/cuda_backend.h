@@ -44,7 +44,7 @@ struct DeviceFault {
 DeviceFault* device_fault(int device);
 
 // Copies n bytes of host memory to device memory in the device's stream order. While a graph is
-// being captured the bytes are first copied to pinned memory the graph keeps, and every replay
+// being captured the bytes are first copied to device memory the graph keeps, and every replay
 // copies them again; `src` may go once this returns, either way.
 void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* what);
 // While a graph is being captured on the device: the pair {seed, counter offset shift} that random

@@ -3,7 +3,6 @@
 
 #include <array>
 #include <atomic>
-#include <cstring>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -23,14 +22,14 @@ struct Registration {
   Registration() { register_backend(&instance); }
 } registration;
 
-// A captured graph and what its replays need: the private pool its memory came from, the pinned
+// A captured graph and what its replays need: the private pool its memory came from, the device
 // copies of the host data it copies in, and the slot its random kernels read.
 struct Graph {
   int device = 0;
   int pool = 0;
   cudaGraphExec_t exec = nullptr;
   uint64_t* random_slot = nullptr;  // {seed, counter offset shift}, in the pool's memory
-  std::vector<void*> pinned;
+  std::vector<void*> host_data;     // fresh blocks of the allocator, never written by the graph
 };
 
 // Per-device state, made on first use of the device. Never destroyed: the driver tears down the
@@ -156,7 +155,7 @@ void free_graph(Graph* graph) {
   if (graph->exec) cudaGraphExecDestroy(graph->exec);
   s.allocator->deallocate(graph->random_slot);
   s.allocator->release_pool(graph->pool);
-  for (void* p : graph->pinned) cudaFreeHost(p);
+  for (void* p : graph->host_data) s.allocator->deallocate(p);
   delete graph;
 }
 
@@ -210,12 +209,14 @@ void copy_host_to_device(void* dst, const void* src, size_t n, int device, const
   DeviceState& s = state(device);
   set_device(device);
   if (Graph* graph = s.capture) {
-    // A captured copy reads its source at every replay: a pinned copy that lives with the graph.
-    void* pinned = nullptr;
-    check(cudaHostAlloc(&pinned, n, cudaHostAllocDefault), "cudaHostAlloc of a captured copy");
-    graph->pinned.push_back(pinned);
-    std::memcpy(pinned, src, n);
-    src = pinned;
+    // The bytes go once, now, to device memory of the graph's own that no kernel writes (through
+    // the legacy stream, which our non-blocking stream's capture does not see); the graph copies
+    // them to dst at this point of every replay.
+    void* held = s.allocator->allocate_fresh(n);
+    graph->host_data.push_back(held);
+    check(cudaMemcpy(held, src, n, cudaMemcpyHostToDevice), what);
+    check(cudaMemcpyAsync(dst, held, n, cudaMemcpyDeviceToDevice, s.stream), what);
+    return;
   }
   // From pageable memory the copy is staged before this returns, so src may be freed after.
   check(cudaMemcpyAsync(dst, src, n, cudaMemcpyHostToDevice, s.stream), what);
