@@ -448,7 +448,7 @@ void bind_random_and_updates(nb::module_& m) {
          double weight_decay, bool nesterov, bool first_step) {
         nb::gil_scoped_release release;
         sgd_update_(params, grads, buffers,
-                    {lr, momentum, dampening, weight_decay, nesterov, first_step});
+                    {lr, momentum, dampening, weight_decay, nesterov, first_step, {}});
       },
       "params"_a, "grads"_a, "momentum_buffers"_a, nb::kw_only(), "lr"_a, "momentum"_a,
       "dampening"_a, "weight_decay"_a, "nesterov"_a, "first_step"_a);
@@ -460,7 +460,7 @@ void bind_random_and_updates(nb::module_& m) {
          int64_t step) {
         nb::gil_scoped_release release;
         adam_update_(params, grads, exp_avgs, exp_avg_sqs,
-                     {lr, beta1, beta2, eps, weight_decay, decoupled, step});
+                     {lr, beta1, beta2, eps, weight_decay, decoupled, step, {}});
       },
       "params"_a, "grads"_a, "exp_avgs"_a, "exp_avg_sqs"_a, nb::kw_only(), "lr"_a, "beta1"_a,
       "beta2"_a, "eps"_a, "weight_decay"_a, "decoupled_weight_decay"_a, "step"_a);
