@@ -848,7 +848,8 @@ TEST_P(NNOps, ScaledDotProductAttention) {
 // With `scheduled`, lr and step come from a schedule tensor (as under a CUDA graph), the host
 // fields holding other values.
 TEST_P(NNOps, FusedAdamAndAdamWUpdates) {
-  for (auto [decoupled, scheduled] : {std::pair{false, false}, {true, false}, {true, true}}) {
+  for (const auto& variant : {std::pair{false, false}, {true, false}, {true, true}}) {
+    const bool decoupled = variant.first, scheduled = variant.second;
     SCOPED_TRACE(::testing::Message()
                  << (decoupled ? "AdamW" : "Adam") << (scheduled ? ", scheduled" : ""));
     NDArray p = uniform_random({3, 5}, rng), g = uniform_random({3, 5}, rng);
