@@ -151,19 +151,11 @@ bool is_available() { return device_count() > 0; }
 void synchronize(int device) { backend::backend_for(DeviceType::CUDA).synchronize(device); }
 
 void* current_stream(int device) {
-  backend::Backend& be = backend::backend_for(DeviceType::CUDA);
-  ST_CHECK(device >= 0 && device < be.device_count(), DeviceError,
-           "[current_stream] device cuda:", device, " does not exist; this machine has ",
-           be.device_count(), " CUDA device(s)");
-  return be.native_stream(device);
+  return device_backend(device, "current_stream").native_stream(device);
 }
 
 MemoryStats memory_stats(int device) {
-  backend::Backend& be = backend::backend_for(DeviceType::CUDA);
-  ST_CHECK(device >= 0 && device < be.device_count(), DeviceError,
-           "[memory_stats] device cuda:", device, " does not exist; this machine has ",
-           be.device_count(), " CUDA device(s)");
-  return be.memory_stats(device);
+  return device_backend(device, "memory_stats").memory_stats(device);
 }
 
 void empty_cache() {
@@ -171,10 +163,7 @@ void empty_cache() {
 }
 
 Event::Event(int device) : device_(device) {
-  backend::Backend& be = backend::backend_for(DeviceType::CUDA);
-  ST_CHECK(device >= 0 && device < be.device_count(), DeviceError, "[Event] device cuda:", device,
-           " does not exist; this machine has ", be.device_count(), " CUDA device(s)");
-  handle_ = be.event_create(device);
+  handle_ = device_backend(device, "Event").event_create(device);
 }
 
 Event::~Event() {
@@ -221,10 +210,7 @@ double Event::elapsed_time(const Event& end) const {
 }
 
 void Event::wait(int device) const {
-  backend::Backend& be = backend::backend_for(DeviceType::CUDA);
-  ST_CHECK(device >= 0 && device < be.device_count(), DeviceError,
-           "[Event.wait] device cuda:", device, " does not exist; this machine has ",
-           be.device_count(), " CUDA device(s)");
+  backend::Backend& be = device_backend(device, "Event.wait");
   if (recorded_) be.event_wait(handle_, device);
 }
 

@@ -69,21 +69,27 @@ CachingAllocator::Options CachingAllocator::options_from_env(std::string_view pr
   return options;
 }
 
-void* CachingAllocator::allocate(size_t nbytes) {
+void* CachingAllocator::allocate(size_t nbytes) { return allocate_from(nbytes, true); }
+
+void* CachingAllocator::allocate_fresh(size_t nbytes) { return allocate_from(nbytes, false); }
+
+void* CachingAllocator::allocate_from(size_t nbytes, bool reuse) {
   if (nbytes == 0) return nullptr;
   const size_t size = round_size(nbytes);
   std::lock_guard lock(mutex_);
   void* handle = nullptr;
   const char* source = "(from device)";
-  if (open_pool_ != 0) {
-    std::vector<void*>& own = pools_.at(open_pool_)[size];
+  // A fresh block belongs to no pool: it is not the open pool's to recycle.
+  const int pool = reuse ? open_pool_ : 0;
+  if (pool != 0) {
+    std::vector<void*>& own = pools_.at(pool)[size];
     if (!own.empty()) {
       handle = own.back();
       own.pop_back();
       source = "(cached in the pool)";
     }
   }
-  if (!handle) {
+  if (!handle && reuse) {
     if (auto it = free_by_size_.find(size); it != free_by_size_.end() && !it->second.empty()) {
       const LruList::iterator block = it->second.back();  // the newest: its memory is warm
       it->second.pop_back();
@@ -111,7 +117,7 @@ void* CachingAllocator::allocate(size_t nbytes) {
     ++stats_.device_allocations;
     stats_.reserved_bytes += size;
   }
-  live_.emplace(handle, LiveBlock{size, nbytes, open_pool_});
+  live_.emplace(handle, LiveBlock{size, nbytes, pool});
   stats_.allocated_bytes += size;
   stats_.requested_bytes += nbytes;
   ++stats_.allocations;
@@ -149,23 +155,6 @@ void CachingAllocator::deallocate(void* handle) {
               << stats_.allocated_bytes << " B, cached " << stats_.cached_bytes << " B\n";
   }
   if (pool == pools_.end()) enforce_caps_locked(block.size);
-}
-
-void* CachingAllocator::allocate_fresh(size_t nbytes) {
-  if (nbytes == 0) return nullptr;
-  const size_t size = round_size(nbytes);
-  std::lock_guard lock(mutex_);
-  void* handle = callbacks_.raw_alloc(size);
-  ST_CHECK(handle, OutOfMemoryError, "[", name_, "] out of memory allocating ", nbytes, " bytes (",
-           size, " after rounding) from the device");
-  ++stats_.device_allocations;
-  stats_.reserved_bytes += size;
-  live_.emplace(handle, LiveBlock{size, nbytes, 0});
-  stats_.allocated_bytes += size;
-  stats_.requested_bytes += nbytes;
-  ++stats_.allocations;
-  update_peaks_locked();
-  return handle;
 }
 
 int CachingAllocator::open_pool() {

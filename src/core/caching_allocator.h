@@ -100,6 +100,8 @@ class CachingAllocator {
   };
   using LruList = std::list<FreeBlock>;  // oldest first
 
+  // allocate() when `reuse`, else allocate_fresh().
+  void* allocate_from(size_t nbytes, bool reuse);
   void release_locked(LruList::iterator block, const char* why);
   void release_all_locked(const char* why);
   void enforce_caps_locked(size_t size);

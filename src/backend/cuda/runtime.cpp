@@ -24,7 +24,7 @@ struct Registration {
 
 // A captured graph and what its replays need: the private pool its memory came from, the device
 // copies of the host data it copies in, and the slot its random kernels read.
-struct Graph {
+struct CapturedGraph {
   int device = 0;
   int pool = 0;
   cudaGraphExec_t exec = nullptr;
@@ -40,8 +40,8 @@ struct DeviceState {
   CachingAllocator* allocator = nullptr;
   DeviceFault* fault = nullptr;         // pinned host memory the device writes through
   DeviceFault* fault_mapped = nullptr;  // the same, as the device addresses it
-  Graph* capture = nullptr;             // the graph being captured on the stream, if any
-  std::vector<Graph*> retired;          // graphs destroyed during a capture, freed after it
+  CapturedGraph* capture = nullptr;     // the graph being captured on the stream, if any
+  std::vector<CapturedGraph*> retired;  // graphs destroyed during a capture, freed after it
 };
 
 std::mutex state_mutex;
@@ -143,7 +143,7 @@ void refuse_wait_while_capturing(int device, const char* what) {
 
 // Frees what a graph holds once its last replay is done. Not during a capture of the same device,
 // whose stream cannot be waited on: the graph is retired until that capture ends.
-void free_graph(Graph* graph) {
+void free_graph(CapturedGraph* graph) {
   DeviceState& s = state(graph->device);
   if (s.capture) {
     s.retired.push_back(graph);
@@ -208,7 +208,7 @@ DeviceFault* device_fault(int device) { return state(device).fault_mapped; }
 void copy_host_to_device(void* dst, const void* src, size_t n, int device, const char* what) {
   DeviceState& s = state(device);
   set_device(device);
-  if (Graph* graph = s.capture) {
+  if (CapturedGraph* graph = s.capture) {
     // The bytes go once, now, to device memory of the graph's own that no kernel writes (through
     // the legacy stream, which our non-blocking stream's capture does not see); the graph copies
     // them to dst at this point of every replay.
@@ -342,7 +342,7 @@ void CudaBackend::graph_capture_begin(int device_index) {
   ST_CHECK(!s.capture, ValueError, "[cuda graph] cuda:", device_index,
            " is already capturing a graph; end that capture first");
   set_device(device_index);
-  auto graph = std::make_unique<Graph>();
+  auto graph = std::make_unique<CapturedGraph>();
   graph->device = device_index;
   graph->pool = s.allocator->open_pool();
   // Relaxed: the pool may take memory from the driver, and captured copies pin their source,
@@ -359,14 +359,14 @@ void CudaBackend::graph_capture_begin(int device_index) {
 void* CudaBackend::graph_capture_end(int device_index, bool keep) {
   DeviceState& s = state(device_index);
   ST_CHECK(s.capture, ValueError, "[cuda graph] cuda:", device_index, " is not capturing a graph");
-  Graph* graph = std::exchange(s.capture, nullptr);
+  CapturedGraph* graph = std::exchange(s.capture, nullptr);
   s.allocator->close_pool();
   cudaGraph_t captured = nullptr;
   set_device(device_index);
   cudaError_t status = cudaStreamEndCapture(s.stream, &captured);
   if (status == cudaSuccess && keep) status = cudaGraphInstantiate(&graph->exec, captured, 0);
   if (captured) cudaGraphDestroy(captured);
-  for (Graph* retired : std::exchange(s.retired, {})) free_graph(retired);
+  for (CapturedGraph* retired : std::exchange(s.retired, {})) free_graph(retired);
   if (status != cudaSuccess || !keep) {
     if (status != cudaSuccess) cudaGetLastError();
     free_graph(graph);
@@ -377,7 +377,7 @@ void* CudaBackend::graph_capture_end(int device_index, bool keep) {
 }
 
 void CudaBackend::graph_replay(void* handle, uint64_t seed, uint64_t offset_shift) {
-  const Graph& graph = *static_cast<const Graph*>(handle);
+  const CapturedGraph& graph = *static_cast<const CapturedGraph*>(handle);
   const cudaStream_t stream = stream_for(graph.device);
   if (graph.random_slot) {
     const uint64_t slot[2] = {seed, offset_shift};
@@ -387,7 +387,7 @@ void CudaBackend::graph_replay(void* handle, uint64_t seed, uint64_t offset_shif
   check(cudaGraphLaunch(graph.exec, stream), "cudaGraphLaunch");
 }
 
-void CudaBackend::graph_destroy(void* handle) { free_graph(static_cast<Graph*>(handle)); }
+void CudaBackend::graph_destroy(void* handle) { free_graph(static_cast<CapturedGraph*>(handle)); }
 
 Tensor CudaBackend::graph_input(const Shape& shape, DType dtype, int device_index) {
   ST_CHECK(state(device_index).capture, ValueError, "[cuda graph] cuda:", device_index,
