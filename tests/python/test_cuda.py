@@ -1,5 +1,9 @@
 """CUDA tensors from Python; skipped where this build or machine has no CUDA backend."""
 
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 
@@ -139,3 +143,30 @@ def test_graph_block_discards_a_failed_capture():
     x.copy_(st.full((4,), 2.0))
     g.replay()
     assert y.tolist() == [6.0] * 4
+
+
+def test_capture_in_a_process_that_imported_numpy_first(tmp_path):
+    # A capture in a process that imported NumPy first once crashed it: temporaries freed inside
+    # the capture, a kept result replayed, and a capture still open when the interpreter exits
+    # must all end cleanly.
+    script = tmp_path / "capture.py"
+    script.write_text(
+        "import numpy\n"
+        "import spiraltorch as st\n"
+        "x = st.ones(4, device='cuda')\n"
+        "g = st.cuda.CUDAGraph()\n"
+        "g.capture_begin()\n"
+        "(x * 2).sum()\n"
+        "s = (x * 3).sum()\n"
+        "g.capture_end()\n"
+        "x.copy_(st.full((4,), 2.0))\n"
+        "g.replay()\n"
+        "print(s.item())\n"
+        "g2 = st.cuda.CUDAGraph()\n"
+        "g2.capture_begin()\n"
+        "(x * 2).sum()\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=env,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["24.0"]
