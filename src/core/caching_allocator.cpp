@@ -181,11 +181,9 @@ void CachingAllocator::release_pool(int pool) {
       lru_.push_back({handle, size});
       free_by_size_[size].push_back(std::prev(lru_.end()));
     }
+    enforce_caps_locked(size);  // as for any block freed into the shared cache
   }
   pools_.erase(it);
-  if (open_pool_ != 0) return;  // another capture is open: no device frees now
-  while (stats_.cached_bytes > options_.max_cached_bytes && !lru_.empty())
-    release_locked(lru_.begin(), "over the cache cap");
 }
 
 void CachingAllocator::enforce_caps_locked(size_t size) {

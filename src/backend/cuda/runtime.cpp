@@ -28,7 +28,7 @@ struct CapturedGraph {
   int device = 0;
   int pool = 0;
   cudaGraphExec_t exec = nullptr;
-  uint64_t* random_slot = nullptr;  // {seed, counter offset shift}, in the pool's memory
+  uint64_t* random_slot = nullptr;  // {seed, counter offset shift}, fresh memory of the allocator
   std::vector<void*> host_data;     // fresh blocks of the allocator, never written by the graph
 };
 
@@ -345,8 +345,8 @@ void CudaBackend::graph_capture_begin(int device_index) {
   auto graph = std::make_unique<CapturedGraph>();
   graph->device = device_index;
   graph->pool = s.allocator->open_pool();
-  // Relaxed: the pool may take memory from the driver, and captured copies pin their source,
-  // while the stream records.
+  // Relaxed: while the stream records, the pool may take memory from the driver and copies from
+  // the host write their bytes once through the legacy stream.
   const cudaError_t status = cudaStreamBeginCapture(s.stream, cudaStreamCaptureModeRelaxed);
   if (status != cudaSuccess) {
     s.allocator->close_pool();
